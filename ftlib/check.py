@@ -1,0 +1,184 @@
+"""Check yourself: offline checks for the exercises at the end of every notebook (all notebooks).
+
+`check("00.dtype_t4", answer, lang=LANG)` says whether an answer is right; a wrong one gets a hint,
+never the solution. `solution(key)` reveals it when the learner asks for it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Text = dict[str, str]  # {"en": ..., "ja": ...}
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: its question, a function that accepts right answers, a hint and the solution."""
+
+    key: str
+    question: Text
+    accepts: Callable[[Any], bool]
+    hint: Text
+    solution: Text
+
+
+EXERCISES: dict[str, Exercise] = {}
+
+
+def exercise(key: str, question: Text, hint: Text, solution: Text):
+    """Register the decorated function as the checker of exercise `key`."""
+
+    def register(accepts: Callable[[Any], bool]) -> Callable[[Any], bool]:
+        EXERCISES[key] = Exercise(key, question, accepts, hint, solution)
+        return accepts
+
+    return register
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of check(): true when right; shows as a coloured line in Jupyter."""
+
+    key: str
+    correct: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.correct
+
+    def __str__(self) -> str:
+        return f"{'✅' if self.correct else '🤔'} {self.key}: {self.message}"
+
+    def _repr_html_(self) -> str:
+        colour = "#1b7f3b" if self.correct else "#b35900"
+        return f"<div style='color:{colour};font-weight:600'>{html.escape(str(self))}</div>"
+
+
+def _text(text: Text, lang: str) -> str:
+    return text.get(lang, text["en"])
+
+
+def check(key: str, answer: Any, lang: str = "en") -> Verdict:
+    """Check an exercise answer offline: a confirmation if right, a hint if not. Used in every notebook."""
+    if key not in EXERCISES:
+        raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(EXERCISES))}")
+    ex = EXERCISES[key]
+    try:
+        correct = bool(ex.accepts(answer))
+    except Exception:  # a malformed answer is a wrong answer, not a crash
+        correct = False
+    if correct:
+        return Verdict(key, True, {"en": "correct!", "ja": "正解です！"}.get(lang, "correct!"))
+    return Verdict(key, False, {"en": "not yet. Hint: ", "ja": "もう一息。ヒント: "}.get(lang, "Hint: ")
+                   + _text(ex.hint, lang))
+
+
+def solution(key: str, lang: str = "en") -> str:
+    """The solution of an exercise, for when you have tried. Used in every notebook."""
+    return _text(EXERCISES[key].solution, lang)
+
+
+def questions(prefix: str, lang: str = "en") -> str:
+    """The questions of one notebook's exercises (keys starting with `prefix`), numbered."""
+    found = [ex for key, ex in EXERCISES.items() if key.startswith(prefix)]
+    return "\n".join(f"{i}. [{ex.key}] {_text(ex.question, lang)}" for i, ex in enumerate(found, 1))
+
+
+def _norm(answer: Any) -> str:
+    return str(answer).strip().lower().removeprefix("torch.")
+
+
+# --- notebook 00 -------------------------------------------------------------------------------
+
+@exercise(
+    "00.dtype_t4",
+    {"en": "A free Colab T4 has compute capability 7.5. Which dtype should training compute in?",
+     "ja": "Colab 無料枠の T4 の compute capability は 7.5 です。学習の計算にはどの dtype を使うべきですか？"},
+    {"en": "bf16 needs compute capability 8.0 (Ampere) or newer. Read env.compute_dtype's reasons.",
+     "ja": "bf16 は compute capability 8.0（Ampere）以降が必要です。env.compute_dtype の理由を読んでみましょう。"},
+    {"en": "float16 (fp16), with the LoRA weights kept in fp32 and loss scaling (fp16=True).",
+     "ja": "float16（fp16）。LoRA の重みは fp32 のまま、損失スケーリング（fp16=True）を使います。"},
+)
+def _dtype_t4(answer: Any) -> bool:
+    return _norm(answer) in {"float16", "fp16", "half", "torch.float16"}
+
+
+@exercise(
+    "00.pad_not_eos",
+    {"en": "Why must the pad token differ from EOS? (a) padding is faster (b) padded positions are left out of "
+           "the loss, so with pad == EOS the model never learns to stop (c) generation cannot run otherwise",
+     "ja": "pad トークンを EOS と別にするのはなぜ？ (a) パディングが速くなる (b) パディング位置は損失から除かれるため、"
+           "pad == EOS だとモデルが止まり方を学べない (c) そうしないと生成が動かない"},
+    {"en": "Think about which label a padded position gets (-100) and which token ends every answer.",
+     "ja": "パディング位置のラベル（-100）と、すべての回答の最後に来るトークンを考えてみましょう。"},
+    {"en": "(b)", "ja": "(b)"},
+)
+def _pad_not_eos(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"
+
+
+@exercise(
+    "00.left_padding",
+    {"en": "You generate answers for 8 prompts of different lengths in one batch. Pad on which side?",
+     "ja": "長さの違う 8 個のプロンプトを 1 バッチで生成します。どちら側をパディングしますか？"},
+    {"en": "New tokens are appended at the end of each row: what must sit right before them?",
+     "ja": "新しいトークンは各行の末尾に追加されます。その直前に来るべきものは？"},
+    {"en": "left: each prompt must end right where generation starts (models.padding_side(tok, 'left')).",
+     "ja": "左（left）。生成が始まる位置の直前でプロンプトが終わる必要があります"
+           "（models.padding_side(tok, 'left')）。"},
+)
+def _left_padding(answer: Any) -> bool:
+    return _norm(answer) in {"left", "左", "左側"}
+
+
+@exercise(
+    "00.weights_mib",
+    {"en": "How many MiB do SmolLM2-135M's weights take in fp32? (parameters x 4 bytes / 2**20)",
+     "ja": "SmolLM2-135M の重みは fp32 で何 MiB になりますか？（パラメータ数 × 4 バイト ÷ 2**20）"},
+    {"en": "model.num_parameters() gives the parameter count; each fp32 number is 4 bytes.",
+     "ja": "model.num_parameters() でパラメータ数がわかります。fp32 は 1 個 4 バイトです。"},
+    {"en": "about 513 MiB (134.5 M parameters x 4 bytes).", "ja": "約 513 MiB（1億3450万 × 4 バイト）。"},
+)
+def _weights_mib(answer: Any) -> bool:
+    from ftlib import models
+
+    n = _param_count(models.local_path("smollm2-135m"))
+    return abs(float(answer) - n * 4 / 2**20) <= 0.02 * n * 4 / 2**20
+
+
+@exercise(
+    "00.prompt_tokens",
+    {"en": "How many tokens is the SmolLM2 prompt for the single user message 'Hello' after the chat template, "
+           "with add_generation_prompt=True?",
+     "ja": "ユーザーメッセージ 'Hello' 1 つを SmolLM2 のチャットテンプレートに通すと（add_generation_prompt=True）、"
+           "何トークンになりますか？"},
+    {"en": "tok.apply_chat_template([...], add_generation_prompt=True) returns the ids; count them. The "
+           "template adds a default system prompt.",
+     "ja": "tok.apply_chat_template([...], add_generation_prompt=True) の結果の ID を数えます。"
+           "テンプレートは既定のシステムプロンプトを足します。"},
+    {"en": "len(tok.apply_chat_template([{'role': 'user', 'content': 'Hello'}], add_generation_prompt=True)"
+           "['input_ids'])",
+     "ja": "len(tok.apply_chat_template([{'role': 'user', 'content': 'Hello'}], add_generation_prompt=True)"
+           "['input_ids'])"},
+)
+def _prompt_tokens(answer: Any) -> bool:
+    from transformers import AutoTokenizer
+
+    from ftlib import models
+
+    tok = AutoTokenizer.from_pretrained(models.local_path("smollm2-135m"))
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
+                                  return_dict=True)["input_ids"]
+    return int(answer) == len(ids)
+
+
+def _param_count(folder) -> int:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+    return model.num_parameters()

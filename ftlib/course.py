@@ -1,0 +1,177 @@
+"""Run the whole course: execute every notebook in order with papermill (used by `make course` and CI).
+
+    python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR]
+
+Executed copies go to build/, with build/course_report.md (notebook, status, seconds, peak memory).
+Cells tagged "show" have their text output echoed to the terminal, so a run shows what matters
+(for example the model's reply in notebook 00). Exits non-zero naming the failing notebook and cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from ftlib.env import ROOT
+
+
+@dataclass
+class Result:
+    """How one notebook ran."""
+
+    notebook: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    peak_mib: float
+    error: str = ""
+
+
+def notebooks(folder: Path = ROOT / "notebooks", only: list[str] | None = None) -> list[Path]:
+    """The course notebooks in teaching order (NN_*.ipynb), optionally only those whose number is in `only`."""
+    found = sorted(folder.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [nb for nb in found if nb.name[:2] in only]
+    return found
+
+
+def parse_parameters(pairs: list[str]) -> dict:
+    """['MAX_STEPS=5', 'LANG=ja'] -> {'MAX_STEPS': 5, 'LANG': 'ja'} (Python literals, else strings)."""
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"-p expects KEY=VALUE, got {pair!r}")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    return params
+
+
+class PeakMemory:
+    """Samples the resident memory of this process's children (the kernel) in a background thread."""
+
+    def __init__(self, every: float = 0.2):
+        self.every, self.peak, self._stop = every, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(self.every):
+            total = 0
+            for child in me.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def shown_outputs(path: Path) -> list[str]:
+    """Text outputs of the cells tagged "show" in an executed notebook."""
+    import nbformat
+
+    texts = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code" or "show" not in cell.metadata.get("tags", []):
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stdout":
+                texts.append(out["text"])
+            elif "text/plain" in out.get("data", {}):
+                texts.append(out["data"]["text/plain"])
+    return texts
+
+
+def run_one(notebook: Path, build: Path, parameters: dict, timeout: int | None = None) -> Result:
+    """Execute one notebook with papermill into `build`; never raises for a failing cell."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out = build / notebook.name
+    start, error = time.perf_counter(), ""
+    with PeakMemory() as memory:
+        try:
+            papermill.execute_notebook(str(notebook), str(out), parameters=parameters, kernel_name="python3",
+                                       cwd=str(notebook.parent), progress_bar=True, execution_timeout=timeout)
+        except PapermillExecutionError as err:
+            error = f"cell {err.cell_index} (execution count {err.exec_count}): {err.ename}: {err.evalue}"
+        except Exception as err:  # kernel died, timeout, bad notebook: still a report line
+            error = f"{type(err).__name__}: {err}"
+    seconds = time.perf_counter() - start
+    return Result(notebook.name, "failed" if error else "ok", seconds, memory.peak / 2**20, error)
+
+
+def write_report(results: list[Result], path: Path, parameters: dict) -> str:
+    """Write the markdown report of a course run and return its text."""
+    lines = [
+        "# Course run", "",
+        f"parameters: {parameters or 'defaults'}", "",
+        "| notebook | status | seconds | peak memory (MiB) |", "|---|---|---:|---:|",
+    ]
+    lines += [f"| {r.notebook} | {r.status} | {r.seconds:.0f} | {r.peak_mib:.0f} |" for r in results]
+    lines += ["", f"total: {sum(r.seconds for r in results):.0f} s"]
+    failed = [r for r in results if r.error]
+    if failed:
+        lines += ["", "## Failures", ""] + [f"- {r.notebook}: {r.error}" for r in failed]
+    text = "\n".join(lines) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return text
+
+
+def run(only: list[str] | None = None, parameters: dict | None = None, folder: Path = ROOT / "notebooks",
+        build: Path = ROOT / "build", timeout: int | None = None) -> list[Result]:
+    """Execute the course notebooks in order and write build/course_report.md. Used by `make course`."""
+    parameters = parameters or {}
+    build.mkdir(parents=True, exist_ok=True)
+    chosen = notebooks(folder, only)
+    if not chosen:
+        raise SystemExit(f"no notebooks matched {only} in {folder}")
+    results = []
+    for i, nb in enumerate(chosen, 1):
+        print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)
+        result = run_one(nb, build, parameters, timeout)
+        results.append(result)
+        for text in shown_outputs(build / nb.name):
+            print("    " + text.rstrip().replace("\n", "\n    "))
+        print(f"    -> {result.status} in {result.seconds:.0f} s, peak {result.peak_mib:.0f} MiB"
+              + (f"\n    {result.error}" if result.error else ""), flush=True)
+    print("\n" + write_report(results, build / "course_report.md", parameters))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ftlib.course", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    cmd = sub.add_parser("run", help="execute the notebooks in order")
+    cmd.add_argument("--only", nargs="+", metavar="NN", help="notebook numbers, e.g. --only 00 03")
+    cmd.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                     help="papermill parameter for every notebook, e.g. -p MAX_STEPS=5 -p LANG=ja")
+    cmd.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
+    cmd.add_argument("--build", type=Path, default=ROOT / "build")
+    cmd.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    args = parser.parse_args(argv)
+    results = run(args.only, parse_parameters(args.parameter), args.notebooks, args.build, args.timeout)
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        print(f"FAILED {r.notebook}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+import pytest
+
+from ftlib import check
+
+RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "left", "00.weights_mib": 513}
+
+
+@pytest.mark.parametrize("key", sorted(RIGHT))
+def test_right_answer_is_confirmed(key):
+    verdict = check.check(key, RIGHT[key])
+    assert verdict and "correct" in str(verdict)
+
+
+@pytest.mark.parametrize("key", sorted(RIGHT))
+@pytest.mark.parametrize("wrong", [None, "", "bfloat16", 7, "right", [1, 2]])
+def test_wrong_or_malformed_answer_gets_a_hint_not_the_solution(key, wrong):
+    if str(wrong) == str(RIGHT[key]):
+        return
+    verdict = check.check(key, wrong)
+    assert not verdict
+    assert check.EXERCISES[key].hint["en"] in verdict.message
+    assert check.solution(key) not in verdict.message
+
+
+def test_prompt_tokens_are_counted_with_the_real_tokenizer(smollm2):
+    _, tok = smollm2
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
+                                  return_dict=True)["input_ids"]
+    assert check.check("00.prompt_tokens", len(ids))
+    assert not check.check("00.prompt_tokens", len(ids) - 1)
+
+
+def test_japanese_track_speaks_japanese():
+    assert "正解" in str(check.check("00.left_padding", "left", lang="ja"))
+    assert "ヒント" in str(check.check("00.left_padding", "right", lang="ja"))
+    for ex in check.EXERCISES.values():
+        assert {"en", "ja"} <= ex.question.keys() and {"en", "ja"} <= ex.hint.keys()
+
+
+def test_questions_lists_one_notebook():
+    text = check.questions("00")
+    assert text.count("\n") + 1 == sum(k.startswith("00.") for k in check.EXERCISES)
+
+
+def test_unknown_exercise_is_named():
+    with pytest.raises(KeyError, match="no exercise"):
+        check.check("99.nothing", 1)
+
+
+def test_verdict_shows_in_jupyter():
+    assert "color" in check.check("00.left_padding", "left")._repr_html_()

@@ -1,0 +1,64 @@
+"""The course runner, and the course itself: every notebook executes top to bottom."""
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from ftlib import course
+
+# Smoke parameters: short generations so that the whole course fits in CI's time.
+SMOKE = {"MAX_NEW_TOKENS": 24}
+
+
+def make_notebook(path, *sources):
+    cells = [new_code_cell(s) for s in sources]
+    cells[0].metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_parse_parameters():
+    assert course.parse_parameters(["MAX_STEPS=5", "LANG=ja", "LR=1e-3", "FLAG=True"]) == \
+        {"MAX_STEPS": 5, "LANG": "ja", "LR": 1e-3, "FLAG": True}
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        course.parse_parameters(["oops"])
+
+
+def test_notebooks_are_found_in_order_and_filtered(tmp_path):
+    for name in ["01_b.ipynb", "00_a.ipynb", "10_c.ipynb", "notes.ipynb"]:
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in course.notebooks(tmp_path)] == ["00_a.ipynb", "01_b.ipynb", "10_c.ipynb"]
+    assert [p.name for p in course.notebooks(tmp_path, ["10"])] == ["10_c.ipynb"]
+
+
+def test_runner_fails_naming_the_notebook_and_cell(tmp_path, capsys):
+    make_notebook(tmp_path / "00_good.ipynb", "X = 1", "print('reply', X)")
+    make_notebook(tmp_path / "01_broken.ipynb", "X = 1", "y = 2", "raise ValueError('planted failure')")
+    build = tmp_path / "build"
+    code = course.main(["run", "--notebooks", str(tmp_path), "--build", str(build), "-p", "X=5"])
+    assert code == 1
+    report = (build / "course_report.md").read_text()
+    assert "| 00_good.ipynb | ok |" in report and "| 01_broken.ipynb | failed |" in report
+    assert "01_broken.ipynb: cell 3" in report and "planted failure" in report
+    assert "FAILED 01_broken.ipynb: cell 3" in capsys.readouterr().err
+    executed = nbformat.read(build / "00_good.ipynb", as_version=4)
+    assert "reply 5" in executed.cells[-1].outputs[0]["text"]  # the parameter reached the notebook
+
+
+def test_show_tagged_cells_are_echoed(tmp_path, capsys):
+    make_notebook(tmp_path / "00_show.ipynb", "X = 1", "print('hidden')", "print('the model says hi')")
+    nb = nbformat.read(tmp_path / "00_show.ipynb", as_version=4)
+    nb.cells[2].metadata["tags"] = ["show"]
+    nbformat.write(nb, tmp_path / "00_show.ipynb")
+    assert course.main(["run", "--notebooks", str(tmp_path), "--build", str(tmp_path / "build")]) == 0
+    out = capsys.readouterr().out
+    assert "the model says hi" in out and "hidden" not in out
+
+
+@pytest.mark.slow
+def test_every_course_notebook_executes(tmp_path):
+    results = course.run(parameters=SMOKE, build=tmp_path)
+    assert results and all(r.status == "ok" for r in results), [r.error for r in results if r.error]
+    assert {r.notebook for r in results} == {p.name for p in course.notebooks()}
+    assert (tmp_path / "course_report.md").exists()

@@ -1,0 +1,56 @@
+import torch
+
+from ftlib import env
+
+
+def test_platform_and_device_match_this_machine():
+    assert env.platform() == "local"
+    assert env.device() == ("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available()
+                            else "cpu")
+
+
+def test_dtype_rule_t4_fp16_ampere_bf16_cpu_fp32():
+    assert env.choose_dtype("cuda", (7, 5))[0] == torch.float16
+    assert "T4" in env.choose_dtype("cuda", (7, 5))[1]
+    assert env.choose_dtype("cuda", (8, 0))[0] == torch.bfloat16
+    assert env.choose_dtype("cuda", (9, 0))[0] == torch.bfloat16
+    assert env.choose_dtype("cpu")[0] == torch.float32
+
+
+def test_trainer_precision_flags_follow_the_dtype():
+    assert env.trainer_precision("cpu") == {}
+    if env.device() == "cpu":
+        assert env.compute_dtype() == env.choose_dtype("cpu")
+
+
+def test_report_renders_as_text_and_html():
+    report = env.report()
+    text, page = repr(report), report._repr_html_()
+    for key in ["platform", "device", "compute dtype", "why", "model hub", "transformers", "peft", "bitsandbytes"]:
+        assert key in text and key in page
+    assert report.offline  # conftest sets HF_HUB_OFFLINE=1
+    assert report.versions["torch"].startswith(torch.__version__.split("+")[0])
+
+
+def test_offline_flag_is_read(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert env.is_offline()
+
+
+def test_seed_everything_makes_torch_repeatable():
+    env.seed_everything(3)
+    a = torch.rand(4)
+    env.seed_everything(3)
+    assert torch.equal(a, torch.rand(4))
+
+
+def test_home_follows_ftlib_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("FTLIB_HOME", str(tmp_path / "cache"))
+    assert env.home() == tmp_path / "cache" and env.home().is_dir()
+
+
+def test_4bit_layer_quantizes_and_multiplies():
+    result = env.check_4bit()
+    assert result.ok
+    assert result.bytes_4bit * 7 < result.bytes_fp32  # NF4 packs two weights a byte
+    assert 0.01 < result.relative_error < 0.2  # quantized, so not exact; but close

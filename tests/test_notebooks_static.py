@@ -1,0 +1,63 @@
+"""Every notebook has the course's shape: set-up cell, parameters, badges, no outputs, no absolute paths."""
+
+import re
+
+import nbformat
+import pytest
+import tomllib
+
+from ftlib import course
+from ftlib.env import ROOT
+
+NOTEBOOKS = course.notebooks()
+SETUP = nbformat.read(NOTEBOOKS[0], as_version=4).cells[1].source
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_shape(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    cells = nb.cells
+    assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
+    assert "colab.research.google.com/github/" in cells[0].source and path.name in cells[0].source
+    assert "kaggle.com/kernels/welcome" in cells[0].source
+    assert "setup" in cells[1].metadata.get("tags", []) and cells[1].source == SETUP
+    params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    for knob in ["MODEL", "LANG", "SEED"]:
+        assert re.search(rf"^{knob} = ", params[0].source, re.M), f"{path.name}: parameter {knob} missing"
+    assert "Check yourself" in "".join(c.source for c in cells if c.cell_type == "markdown")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_outputs_and_no_absolute_paths(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, f"{path.name}: strip outputs"
+        assert not re.search(r"(/work/|/home/|/root/|/Users/|[A-Z]:\\\\)", cell.source), f"{path.name}: absolute path"
+
+
+def test_setup_cell_installs_the_same_pins_as_make_setup():
+    makefile = (ROOT / "Makefile").read_text()
+    smollm2 = re.search(r"SMOLLM2 := (\S+)", makefile).group(1)
+    assert smollm2 in SETUP
+    assert '"-e", "ftlib-course"' in SETUP  # installs the clone, whose dependencies are requirements.txt
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
+    pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
+              if line and not line.startswith("#")]
+    assert not any(line.startswith("torch") for line in pinned), "torch stays the platform's on Colab"
+
+
+def test_readme_opens_with_the_two_commands_and_maps_every_notebook():
+    for readme in ["README.md", "README.ja.md"]:
+        text = (ROOT / readme).read_text(encoding="utf-8")
+        blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", text, re.S)
+        assert blocks and blocks[0].split("\n")[:2] == ["make course", "make test"], readme
+        for path in NOTEBOOKS:
+            assert path.name in text, f"{readme} does not list {path.name}"
