@@ -29,7 +29,10 @@ EXERCISES: dict[str, Exercise] = {}
 
 
 def exercise(key: str, question: Text, hint: Text, solution: Text):
-    """Register the decorated function as the checker of exercise `key`."""
+    """Register the decorated function as the checker of exercise `key`; exercises of notebook NN are "NN.name".
+
+    Used by every notebook's "Check yourself".
+    """
 
     def register(accepts: Callable[[Any], bool]) -> Callable[[Any], bool]:
         EXERCISES[key] = Exercise(key, question, accepts, hint, solution)
@@ -82,7 +85,7 @@ def solution(key: str, lang: str = "en") -> str:
 
 
 def questions(prefix: str, lang: str = "en") -> str:
-    """The questions of one notebook's exercises (keys starting with `prefix`), numbered."""
+    """The questions of one notebook's exercises (keys starting with `prefix`), numbered. Used in every notebook."""
     found = [ex for key, ex in EXERCISES.items() if key.startswith(prefix)]
     return "\n".join(f"{i}. [{ex.key}] {_text(ex.question, lang)}" for i, ex in enumerate(found, 1))
 

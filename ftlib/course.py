@@ -156,6 +156,7 @@ def run(only: list[str] | None = None, parameters: dict | None = None, folder: P
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line: `python -m ftlib.course run ...`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m ftlib.course", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("run", help="execute the notebooks in order")

@@ -62,3 +62,10 @@ def test_every_course_notebook_executes(tmp_path):
     assert results and all(r.status == "ok" for r in results), [r.error for r in results if r.error]
     assert {r.notebook for r in results} == {p.name for p in course.notebooks()}
     assert (tmp_path / "course_report.md").exists()
+
+
+@pytest.mark.slow
+def test_notebook_00_runs_the_japanese_track(tmp_path, capsys):
+    results = course.run(only=["00"], parameters={**SMOKE, "LANG": "ja"}, build=tmp_path)
+    assert results[0].status == "ok", results[0].error
+    assert "日本の首都" in capsys.readouterr().out  # the Japanese question reached the model and was echoed
