@@ -185,3 +185,60 @@ def _param_count(folder) -> int:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
     return model.num_parameters()
+
+
+# --- notebook 01 -------------------------------------------------------------------------------
+
+@exercise(
+    "01.removed_rows",
+    {"en": "How many rows (unreadable lines included) does data.clean remove from the raw export with "
+           "max_chars=1000?",
+     "ja": "max_chars=1000 のとき、data.clean は生データ（読めない行を含む）から何行を除きますか？"},
+    {"en": "The report adds up: input rows = kept + removed. Look at report.removed.",
+     "ja": "レポートは「入力行数 = 残った行 + 除いた行」になります。report.removed を見ましょう。"},
+    {"en": "len(report.removed)", "ja": "len(report.removed)"},
+)
+def _removed_rows(answer: Any) -> bool:
+    from ftlib import data
+
+    _, report = data.clean(data.load_records(data.RAW_EXPORT, data.SUPPORT, errors="collect"), max_chars=1000)
+    return int(answer) == len(report.removed)
+
+
+@exercise(
+    "01.mask_phone",
+    {"en": "What text does data.mask_pii('Call me at 03-1234-5678 tonight') give (its first value)?",
+     "ja": "data.mask_pii('今夜 03-1234-5678 に電話ください') の1つ目の戻り値（文字列）は？"},
+    {"en": "Phone numbers become a placeholder in angle brackets; the rest of the text stays.",
+     "ja": "電話番号は山かっこのプレースホルダーに置き換わり、ほかの文字はそのまま残ります。"},
+    {"en": "'Call me at <PHONE> tonight'", "ja": "'今夜 <PHONE> に電話ください'"},
+)
+def _mask_phone(answer: Any) -> bool:
+    return str(answer).strip().strip("'\"") in {"Call me at <PHONE> tonight", "今夜 <PHONE> に電話ください"}
+
+
+@exercise(
+    "01.leak",
+    {"en": "Why must near-duplicate questions land in the same split? (a) to keep the splits the same size "
+           "(b) otherwise the test holds questions the model saw in training, and its score is too good "
+           "(c) TRL refuses duplicates",
+     "ja": "ほぼ同じ質問を同じ分割に入れるのはなぜ？ (a) 分割の大きさをそろえるため "
+           "(b) そうしないと学習で見た質問がテストに入り、スコアが良すぎる値になる (c) TRL が重複を拒否するため"},
+    {"en": "What does a test score promise about questions the model has never seen?",
+     "ja": "テストのスコアは「見たことのない質問」について何を約束するものでしょう？"},
+    {"en": "(b)", "ja": "(b)"},
+)
+def _leak(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"
+
+
+@exercise(
+    "01.eos_trained",
+    {"en": "In the label preview, is the end-of-turn token after the answer trained? (True/False)",
+     "ja": "ラベルのプレビューで、回答の後の終端トークンは学習対象ですか？（True/False）"},
+    {"en": "Look at the colour of the last <|im_end|>, or at preview.last_trained.",
+     "ja": "最後の <|im_end|> の色、または preview.last_trained を見てみましょう。"},
+    {"en": "True: it is how the model learns to stop.", "ja": "True。これでモデルは止まり方を学びます。"},
+)
+def _eos_trained(answer: Any) -> bool:
+    return answer is True or _norm(answer) in {"true", "yes", "はい"}

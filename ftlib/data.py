@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ftlib import env
+
 INTENTS = (
     "product_info", "pricing", "shipping", "returns_refunds", "warranty", "order_status", "account_login",
     "billing_payment", "setup_troubleshooting", "subscription", "contact_hours", "out_of_scope",
@@ -525,3 +527,35 @@ def quality_table(df: pd.DataFrame, by: str = "intent") -> pd.DataFrame:
     table = pd.crosstab(df[by], df["lang"], margins=True, margins_name="total")
     table["share"] = (table["total"] / table.loc["total", "total"]).round(3)
     return table
+
+
+# --- the course dataset in one call -----------------------------------------------------------
+
+RAW_EXPORT = env.ROOT / "data" / "raw" / "support_export.csv"
+
+
+def prepare(lang: str = "en", seed: int = 0, val: float = 0.1, test: float = 0.1, raw: str | Path = RAW_EXPORT,
+            max_chars: int = 1000):
+    """Notebook 01 in one call: load the raw export, clean, split, format. Returns (DatasetDict, CleanReport).
+
+    Taught in notebook 01; later notebooks call it when notebook 01's output is missing.
+    """
+    frame = load_records(raw, SUPPORT, errors="collect")
+    kept, report = clean(frame, max_chars=max_chars)
+    splits = split(kept, "intent", val, test, seed, group_by="pair_id" if "pair_id" in kept else None)
+    return to_dataset(splits, lang), report
+
+
+def course_dataset(lang: str = "en", seed: int = 0):
+    """The course's formatted splits: from runs/01_dataset_<lang> if notebook 01 saved them, else rebuilt.
+
+    Taught in notebook 01, used from notebook 02 on.
+    """
+    from datasets import load_from_disk
+
+    saved = env.runs_dir() / f"01_dataset_{lang}"
+    if (saved / "dataset_dict.json").exists():
+        return load_from_disk(str(saved))
+    dataset, _ = prepare(lang, seed)
+    dataset.save_to_disk(str(saved))
+    return dataset

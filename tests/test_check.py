@@ -2,7 +2,8 @@ import pytest
 
 from ftlib import check
 
-RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "left", "00.weights_mib": 513}
+RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "left", "00.weights_mib": 513,
+         "01.mask_phone": "Call me at <PHONE> tonight", "01.leak": "b", "01.eos_trained": True}
 
 
 @pytest.mark.parametrize("key", sorted(RIGHT))
@@ -49,3 +50,10 @@ def test_unknown_exercise_is_named():
 
 def test_verdict_shows_in_jupyter():
     assert "color" in check.check("00.left_padding", "left")._repr_html_()
+
+
+def test_mask_phone_solution_is_what_mask_pii_gives():
+    from ftlib import data
+
+    assert data.mask_pii("Call me at 03-1234-5678 tonight")[0] == "Call me at <PHONE> tonight"
+    assert data.mask_pii("今夜 03-1234-5678 に電話ください")[0] == "今夜 <PHONE> に電話ください"

@@ -181,7 +181,8 @@ def test_25_26_duplicates():
 
 
 def test_27_html_is_stripped_and_counted():
-    kept, report = data.clean(rows(("T1", "en", "pricing", "Price?", "<p>It is <b>¥8,800</b> &amp; free shipping.</p>")))
+    answer = "<p>It is <b>¥8,800</b> &amp; free shipping.</p>"
+    kept, report = data.clean(rows(("T1", "en", "pricing", "Price?", answer)))
     assert kept["answer"][0] == "It is ¥8,800 & free shipping."
     assert report.changed["html"] == 1
 

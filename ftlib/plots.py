@@ -1,0 +1,55 @@
+"""The charts the notebooks show, each one function returning its matplotlib Figure (all notebooks)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+
+def _figure(width: float = 7, height: float = 3.2):
+    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    return fig, ax
+
+
+def balance(df: pd.DataFrame, by: str = "intent", hue: str = "lang", title: str = "Rows per intent"):
+    """Horizontal bars of rows per `by`, one colour per `hue` (language): is the data balanced?
+
+    Taught in notebook 01.
+    """
+    table = pd.crosstab(df[by], df[hue])
+    table = table.loc[table.sum(axis=1).sort_values().index]
+    fig, ax = _figure(7, 0.28 * len(table) + 1.2)
+    table.plot.barh(ax=ax, width=0.8)
+    ax.axvline(table.to_numpy().mean(), color="grey", linestyle="--", linewidth=1, label="mean")
+    ax.set(xlabel="rows", ylabel="", title=title)
+    ax.legend(loc="lower right")
+    return fig
+
+
+def lengths(df: pd.DataFrame, columns: tuple[str, ...] = ("question", "answer"), hue: str = "lang",
+            title: str = "Length in characters"):
+    """Histograms of text length per column and language: spot the over-long and the empty rows.
+
+    Taught in notebook 01.
+    """
+    fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), layout="constrained", squeeze=False)
+    for ax, column in zip(axes[0], columns, strict=True):
+        for value, group in df.groupby(hue):
+            ax.hist(group[column].str.len(), bins=30, alpha=0.6, label=str(value))
+        ax.set(title=f"{column}", xlabel="characters", ylabel="rows")
+        ax.legend()
+    fig.suptitle(title)
+    return fig
+
+
+def counts(series: pd.Series, title: str, xlabel: str = "rows"):
+    """Horizontal bars of a Series of counts (e.g. a cleaning report: rows per reason).
+
+    Taught in notebook 01.
+    """
+    fig, ax = _figure(7, 0.3 * len(series) + 1.2)
+    series.sort_values().plot.barh(ax=ax, color="#4c72b0")
+    for i, value in enumerate(series.sort_values()):
+        ax.text(value, i, f" {value}", va="center")
+    ax.set(title=title, xlabel=xlabel, ylabel="")
+    return fig
