@@ -41,7 +41,7 @@ def exercise(key: str, question: Text, hint: Text, solution: Text):
     return register
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Verdict:
     """The result of check(): true when right; shows as a coloured line in Jupyter."""
 
@@ -52,7 +52,7 @@ class Verdict:
     def __bool__(self) -> bool:
         return self.correct
 
-    def __str__(self) -> str:
+    def __repr__(self) -> str:
         return f"{'✅' if self.correct else '🤔'} {self.key}: {self.message}"
 
     def _repr_html_(self) -> str:
@@ -236,8 +236,8 @@ def _leak(answer: Any) -> bool:
     "01.eos_trained",
     {"en": "In the label preview, is the end-of-turn token after the answer trained? (True/False)",
      "ja": "ラベルのプレビューで、回答の後の終端トークンは学習対象ですか？（True/False）"},
-    {"en": "Look at the colour of the last <|im_end|>, or at preview.last_trained.",
-     "ja": "最後の <|im_end|> の色、または preview.last_trained を見てみましょう。"},
+    {"en": "Look at the colour of the last <|im_end|>, or at preview.eos_trained.",
+     "ja": "最後の <|im_end|> の色、または preview.eos_trained を見てみましょう。"},
     {"en": "True: it is how the model learns to stop.", "ja": "True。これでモデルは止まり方を学びます。"},
 )
 def _eos_trained(answer: Any) -> bool:

@@ -93,7 +93,7 @@ def shown_outputs(path: Path) -> list[str]:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream" and out.get("name") == "stdout":
                 texts.append(out["text"])
-            elif "text/plain" in out.get("data", {}):
+            elif out.get("output_type") == "execute_result" and "text/plain" in out.get("data", {}):
                 texts.append(out["data"]["text/plain"])
     return texts
 

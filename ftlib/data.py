@@ -221,43 +221,65 @@ PHONE = re.compile(
     r")" + _A
 )
 CARD = re.compile(_B + r"(?:\d{4}[\s-]){3}\d{4}" + _A + "|" + _B + r"\d{15,16}" + _A)
-KEEP = ("support@tsubame.example", "0120-000-000")  # the company's own contacts are not personal data
+KEEP = ("@tsubame.example", "0120-000-000")  # the company's own contacts (an "@domain" keeps the whole domain)
+
+
+def is_kept(value: str, keep: tuple[str, ...] = KEEP) -> bool:
+    """True when `value` is one of the `keep` contacts, or an address of a kept "@domain". Taught in notebook 01."""
+    return any(value == k or (k.startswith("@") and value.endswith(k)) for k in keep)
+
+
+WIDE = re.compile(r"[Ａ-Ｚａ-ｚ０-９](?:[Ａ-Ｚａ-ｚ０-９]|[＠．，：／－＋＿](?=[Ａ-Ｚａ-ｚ０-９]))*|[ｦ-ﾟ]+")
+
+
+def normalize_width(text: str) -> str:
+    """Full-width letters and digits (with the ＠．，：／ inside them) to half-width, half-width katakana to
+    full-width, by NFKC applied to those runs only: Japanese punctuation such as ？！（） keeps its form.
+
+    Plain NFKC would also turn every ？ and （ of a Japanese answer into ASCII and teach the model that
+    style. Taught in notebook 01.
+    """
+    return WIDE.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
 
 
 def normalize(text: str) -> str:
-    """NFKC (full-width letters and digits to half-width, half-width kana to full-width) and tidy spaces.
+    """Tidy whitespace: trim, collapse runs of spaces, tabs and ideographic spaces, trim around line breaks.
 
     Taught in notebook 01.
     """
-    text = unicodedata.normalize("NFKC", text)
     return re.sub(r"[ \t\u3000]+", " ", re.sub(r"\s*\n\s*", "\n", text)).strip()
 
 
 def strip_html(text: str) -> str:
-    """Remove HTML tags (a <br> or </p> becomes a line break) and unescape entities. Taught in notebook 01."""
-    text = re.sub(r"(?i)<br\s*/?>|</p>", "\n", text)
-    return html.unescape(TAG.sub("", text))
+    """Remove HTML tags (a <br> or a paragraph end becomes a line break) and unescape entities.
+
+    Taught in notebook 01.
+    """
+    if not TAG.search(text) and "&" not in text:
+        return text
+    text = re.sub(r"(?i)<br\s*/?>|</p>\s*(?=\S)", "\n", text)
+    return html.unescape(TAG.sub("", text)).strip()
 
 
-def mask_pii(text: str, keep: tuple[str, ...] = KEEP) -> tuple[str, Counter]:
+def mask_pii(text: str, keep: tuple[str, ...] = KEEP,
+             kinds: tuple[str, ...] = ("email", "card", "phone")) -> tuple[str, Counter]:
     """Replace e-mail addresses, phone numbers and card-like numbers by <EMAIL>, <PHONE>, <CARD>.
 
-    Values in `keep` (the company's own support contacts) stay. Prices, dates and order numbers are not
-    touched. Returns the text and a count per kind. Taught in notebook 01.
+    Values in `keep` (the company's own contacts, see is_kept) stay. Prices, dates and order numbers are not
+    touched. `kinds` picks what to mask. Returns the text and a count per kind. Taught in notebook 01.
     """
     found: Counter = Counter()
 
     def replace(kind: str):
         def sub(match: re.Match) -> str:
-            if match.group(0) in keep:
+            if is_kept(match.group(0), keep):
                 return match.group(0)
             found[kind] += 1
             return f"<{kind.upper()}>"
         return sub
 
-    text = EMAIL.sub(replace("email"), text)
-    text = CARD.sub(replace("card"), text)
-    text = PHONE.sub(replace("phone"), text)
+    for kind in kinds:  # cards before phones: a card number must not be read as two phone numbers
+        text = {"email": EMAIL, "card": CARD, "phone": PHONE}[kind].sub(replace(kind), text)
     return text, found
 
 
@@ -301,66 +323,66 @@ class CleanReport:
                 + self.summary().to_string())
 
 
-def clean(df: pd.DataFrame, labels: tuple[str, ...] | None = INTENTS, text_columns: tuple[str, ...] = (
-        "question", "answer"), max_chars: int = 1000, keep_pii: tuple[str, ...] = KEEP,
-          dedup_on: tuple[str, ...] = ("lang", "question")) -> tuple[pd.DataFrame, CleanReport]:
-    """Clean support records and account for every row. Returns (clean rows, CleanReport).
-
-    Changes (counted per reason): HTML removed, NFKC width normalisation, whitespace, PII masked.
-    Removals (each row once, first reason wins): unreadable line (from load_records' problems),
-    label outside `labels`, empty text, over `max_chars` characters, exact duplicate, near duplicate
-    (same `dedup_key` of the `dedup_on` columns). Taught in notebook 01.
-    """
-    work = df.copy()
-    changed: Counter = Counter()
-    examples: dict[str, tuple[str, str]] = {}
-    removed = [pd.DataFrame({LINE: [p.line for p in df.attrs.get("problems", [])],
-                             "reason": "unreadable line",
-                             "detail": [str(p) for p in df.attrs.get("problems", [])]})]
-    raw_key = work[list(text_columns) + [c for c in ("lang", "intent") if c in work]].astype(str).agg("\x1f".join,
-                                                                                                      axis=1)
-    steps = [("html", strip_html), ("width (NFKC)", lambda t: unicodedata.normalize("NFKC", t)),
-             ("whitespace", normalize)]
+def _normalise(work: pd.DataFrame, text_columns: tuple[str, ...], keep_pii: tuple[str, ...]):
+    """Apply every text change in place; return, per reason, which rows changed and (row, before, after)."""
+    steps = [("html", strip_html), ("width", normalize_width), ("whitespace", normalize),
+             *[(f"PII: {kind}", lambda t, k=kind: mask_pii(t, keep_pii, kinds=(k,))[0])
+               for kind in ("email", "card", "phone")]]
+    hits = {reason: pd.Series(False, index=work.index) for reason, _ in steps}
+    pairs: dict[str, list[tuple[int, str, str]]] = {reason: [] for reason, _ in steps}
     for column in text_columns:
         values = work[column].fillna("").astype(str)
         for reason, fn in steps:
             after = values.map(fn)
             hit = after != values
-            changed[reason] += int(hit.sum())
-            if hit.any() and reason not in examples:
-                examples[reason] = (values[hit].iloc[0], after[hit].iloc[0])
+            hits[reason] |= hit
+            pairs[reason] += zip(values.index[hit], values[hit], after[hit], strict=True)
             values = after
-        masked = values.map(lambda t: mask_pii(t, keep_pii))
-        for kind in ("email", "phone", "card"):
-            hit = masked.map(lambda m, k=kind: m[1][k] > 0)
-            changed[f"PII: {kind}"] += int(hit.sum())
-            if hit.any() and f"PII: {kind}" not in examples:
-                examples[f"PII: {kind}"] = (values[hit].iloc[0], masked[hit].iloc[0][0])
-        work[column] = masked.map(lambda m: m[0])
-    changed = Counter({k: v for k, v in changed.items() if v})
+        work[column] = values
+    return hits, pairs
+
+
+def clean(df: pd.DataFrame, labels: tuple[str, ...] | None = INTENTS,
+          text_columns: tuple[str, ...] = ("question", "answer"), max_chars: int = 1000,
+          keep_pii: tuple[str, ...] = KEEP, dedup_on: tuple[str, ...] = ("lang", "question"),
+          ) -> tuple[pd.DataFrame, CleanReport]:
+    """Clean support records and account for every row. Returns (clean rows, CleanReport).
+
+    Changes, counted on the rows kept: HTML removed, width normalised, whitespace tidied, PII masked.
+    Removals (each row once, first reason wins): unreadable line (from load_records' problems),
+    label outside `labels`, empty text, over `max_chars` characters, exact duplicate, near duplicate
+    (same `dedup_key` of the `dedup_on` columns). Taught in notebook 01.
+    """
+    problems = df.attrs.get("problems", [])
+    identity = [*text_columns, *[c for c in ("lang", "intent") if c in df]]
+    exact = df[identity].astype(str).duplicated()
+    work = df.copy()
+    hits, pairs = _normalise(work, text_columns, keep_pii)
 
     reason = pd.Series("", index=work.index)
 
     def mark(mask: pd.Series, why: str) -> None:
         reason[mask & (reason == "")] = why
 
+    texts = work[list(text_columns)]
     if labels is not None and "intent" in work:
         mark(~work["intent"].isin(labels), "label not in label set")
-    mark(work[list(text_columns)].apply(lambda col: col.str.strip() == "").any(axis=1), "empty text")
-    mark(work[list(text_columns)].apply(lambda col: col.str.len() > max_chars).any(axis=1),
-         f"over {max_chars} characters")
-    alive = reason == ""
-    mark(alive & raw_key.duplicated(), "exact duplicate")
+    mark(texts.apply(lambda col: col.str.strip() == "").any(axis=1), "empty text")
+    mark(texts.apply(lambda col: col.str.len() > max_chars).any(axis=1), f"over {max_chars} characters")
+    mark(exact, "exact duplicate")
     alive = reason == ""
     near = work.loc[alive, list(dedup_on)].astype(str).map(dedup_key).agg("\x1f".join, axis=1).duplicated()
     mark(near.reindex(work.index, fill_value=False), "near duplicate")
 
-    dropped = df.loc[reason != ""].assign(reason=reason[reason != ""])
-    removed.append(dropped)
-    removed_df = pd.concat([r for r in removed if len(r)], ignore_index=True) if any(len(r) for r in removed) \
-        else pd.DataFrame(columns=[*df.columns, "reason"])
-    kept = work.loc[reason == ""].reset_index(drop=True)
-    report = CleanReport(len(df) + len(df.attrs.get("problems", [])), len(kept), removed_df, changed, examples)
+    kept_mask = reason == ""
+    changed = Counter({r: int((h & kept_mask).sum()) for r, h in hits.items() if (h & kept_mask).any()})
+    examples = {r: next((b, a) for i, b, a in pairs[r] if kept_mask[i]) for r in changed}
+    unreadable = pd.DataFrame({LINE: [p.line for p in problems], "reason": "unreadable line",
+                               "detail": [str(p) for p in problems]})
+    dropped = df.loc[~kept_mask].assign(reason=reason[~kept_mask])
+    removed = pd.concat([frame for frame in (unreadable, dropped) if len(frame)] or [dropped], ignore_index=True)
+    kept = work.loc[kept_mask].reset_index(drop=True)
+    report = CleanReport(len(df) + len(problems), len(kept), removed, changed, examples)
     assert report.input_rows == report.kept + len(report.removed)
     return kept, report
 
@@ -447,9 +469,14 @@ class LabelPreview:
         return sum(self.trained)
 
     @property
-    def last_trained(self) -> str:
-        """The last trained token: the end-of-turn token when the answer ends the right way."""
-        return next(t for t, keep in zip(reversed(self.tokens), reversed(self.trained), strict=True) if keep)
+    def trained_text(self) -> str:
+        """The trained tokens joined: the answer, its end-of-turn token (and the template's newline)."""
+        return "".join(t for t, keep in zip(self.tokens, self.trained, strict=True) if keep)
+
+    @property
+    def eos_trained(self) -> bool:
+        """Whether the end-of-turn token has a label, so that the model learns to stop."""
+        return any(keep and t == self.eos_token for t, keep in zip(self.tokens, self.trained, strict=True))
 
     def __repr__(self) -> str:
         text = "".join(f"[{t}]" if keep else t for t, keep in zip(self.tokens, self.trained, strict=True))
@@ -475,17 +502,22 @@ def label_preview(example: dict, model, tokenizer, max_length: int = 1024) -> La
     Taught in notebook 01.
     """
     import tempfile
+    import warnings
 
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar
     from trl import SFTConfig, SFTTrainer
 
     row = {k: example[k] for k in ("prompt", "completion", "messages") if k in example}
-    with tempfile.TemporaryDirectory() as tmp:
+    disable_progress_bar()
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         args = SFTConfig(output_dir=tmp, completion_only_loss=True, max_length=max_length, report_to=[],
                          use_cpu=model.device.type == "cpu", dataset_num_proc=None)
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([row]),
                              processing_class=tokenizer)
         prepared = trainer.train_dataset[0]
+    enable_progress_bar()
     ids = prepared["input_ids"]
     labels = prepared.get("labels") or ids
     return LabelPreview([tokenizer.decode([i]) for i in ids], [label != -100 for label in labels],

@@ -39,9 +39,14 @@ def test_prices_dates_order_numbers_and_company_contacts_stay(text):
     assert masked == text and not found
 
 
-def test_normalize_makes_width_consistent():
-    assert data.normalize("Ｔｓｕｂａｍｅ　Ｃａｍ  は ８，８００円\t ") == "Tsubame Cam は 8,800円"
-    assert data.normalize("ﾂﾊﾞﾒ") == "ツバメ"
+def test_width_is_made_consistent_but_japanese_punctuation_stays():
+    assert data.normalize_width("Ｔｓｕｂａｍｅ　Ｃａｍは８，８００円（税込）ですか？") == "Tsubame　Camは8,800円（税込）ですか？"
+    assert data.normalize_width("ﾂﾊﾞﾒのｶﾒﾗ") == "ツバメのカメラ"
+    assert data.normalize_width("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ、はい，") == "taro@example.com、はい，"
+
+
+def test_whitespace_is_tidied():
+    assert data.normalize("\u3000 Tsubame  Cam\tは \n 8,800円 ") == "Tsubame Cam は\n8,800円"
 
 
 def test_report_adds_up_and_keeps_removed_rows():

@@ -177,7 +177,7 @@ def test_25_26_duplicates():
     kept, report = data.clean(df)
     assert report.removed["reason"].value_counts().to_dict() == {"near duplicate": 2, "exact duplicate": 1}
     assert kept["ticket_id"].tolist() == ["T1", "T3"]
-    assert kept["question"][0] == "Tsubame Camの値段は?"  # NFKC: full-width letters and space made half-width
+    assert kept["question"][0] == "Tsubame Camの値段は？"  # full-width letters and space made half-width, ？ kept
 
 
 def test_27_html_is_stripped_and_counted():
