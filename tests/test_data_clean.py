@@ -40,7 +40,8 @@ def test_prices_dates_order_numbers_and_company_contacts_stay(text):
 
 
 def test_width_is_made_consistent_but_japanese_punctuation_stays():
-    assert data.normalize_width("Ｔｓｕｂａｍｅ　Ｃａｍは８，８００円（税込）ですか？") == "Tsubame　Camは8,800円（税込）ですか？"
+    assert (data.normalize_width("Ｔｓｕｂａｍｅ　Ｃａｍは８，８００円（税込）ですか？")
+            == "Tsubame　Camは8,800円（税込）ですか？")
     assert data.normalize_width("ﾂﾊﾞﾒのｶﾒﾗ") == "ツバメのカメラ"
     assert data.normalize_width("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ、はい，") == "taro@example.com、はい，"
 
