@@ -561,6 +561,53 @@ def quality_table(df: pd.DataFrame, by: str = "intent") -> pd.DataFrame:
     return table
 
 
+@dataclass(repr=False)
+class QualityReport:
+    """Counts, balance per intent, lengths and language mix of a dataset; shows tables and plots in Jupyter."""
+
+    frame: pd.DataFrame
+    counts: pd.DataFrame
+    lengths: pd.DataFrame
+    languages: pd.Series
+    imbalance: float  # rows of the largest intent / rows of the smallest
+
+    def __repr__(self) -> str:
+        return (f"{len(self.frame)} rows; languages {self.languages.to_dict()}; largest/smallest intent "
+                f"{self.imbalance:.2f}\n{self.counts.to_string()}\n\n{self.lengths.to_string()}")
+
+    def _repr_html_(self) -> str:
+        import base64
+        import io
+
+        import matplotlib.pyplot as plt
+
+        from ftlib import plots
+
+        images = []
+        for fig in (plots.balance(self.frame), plots.lengths(self.frame)):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png", dpi=80)
+            plt.close(fig)
+            images.append(f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>")
+        mix = ", ".join(f"{lang}: {share:.0%}" for lang, share in self.languages.items())
+        return (f"<h4>{len(self.frame)} rows · languages {mix} · largest/smallest intent {self.imbalance:.2f}</h4>"
+                f"<div style='display:flex;gap:2em'>{self.counts.to_html()}{self.lengths.to_html()}</div>"
+                + "".join(images))
+
+
+def quality_report(df: pd.DataFrame, by: str = "intent") -> QualityReport:
+    """The quality report of notebook 01: rows per intent and language, length percentiles, language mix.
+
+    Taught in notebook 01.
+    """
+    per_intent = df[by].value_counts()
+    lengths = df.groupby("lang")[["question", "answer"]].agg(
+        lambda s: f"{int(s.str.len().median())} / {int(s.str.len().quantile(0.95))} / {int(s.str.len().max())}")
+    lengths.columns = [f"{c} chars (p50 / p95 / max)" for c in lengths.columns]
+    return QualityReport(df, quality_table(df, by), lengths, df["lang"].value_counts(normalize=True).round(3),
+                         float(per_intent.max() / per_intent.min()))
+
+
 # --- the course dataset in one call -----------------------------------------------------------
 
 RAW_EXPORT = env.ROOT / "data" / "raw" / "support_export.csv"

@@ -121,3 +121,13 @@ def test_token_stats(tiny):
     stats = data.token_stats(ds, tok, max_length=64).iloc[0]
     assert stats["rows"] == len(ds) and stats["p50"] <= stats["p95"] <= stats["p99"] <= stats["max"]
     assert stats["max_length for p99"] % 32 == 0 and stats["max_length for p99"] >= stats["p99"]
+
+
+def test_quality_report_counts_and_shows():
+    df = synthetic(n_per_intent=10)
+    df = pd.concat([df, df[df.intent == "pricing"]], ignore_index=True)  # pricing twice as large
+    report = data.quality_report(df)
+    assert report.counts.loc["pricing", "total"] == 40 and report.counts.loc["total", "total"] == len(df)
+    assert report.imbalance == 2.0 and report.languages.to_dict() == {"en": 0.5, "ja": 0.5}
+    page = report._repr_html_()
+    assert page.count("<img src='data:image/png;base64,") == 2 and "largest/smallest intent 2.00" in page
