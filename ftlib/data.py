@@ -81,12 +81,16 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
                         expected=hint) from None
 
 
-def _csv_records(path: Path, text: str):
+def _csv_records(path: Path, text: str, schema: Schema):
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
         raise DataError(path, "the file is empty", line=1, expected="a header line") from None
+    missing = [column for column in schema.required if column not in header]
+    if missing:
+        raise DataError(path, "the header lacks " + ", ".join(missing), line=1,
+                        expected="columns " + ", ".join(schema.required))
     start = reader.line_num + 1
     while True:
         try:
@@ -176,13 +180,14 @@ def load_records(path: str | Path, schema: Schema, errors: str = "raise", encodi
     if not path.is_file():
         raise DataError(path, "no such file")
     kind = path.suffix.lower().lstrip(".")
+    if kind not in {"csv", "jsonl", "json", "parquet"}:
+        raise DataError(path, f"unknown file type .{kind}", expected=".csv, .jsonl, .json or .parquet")
     if kind == "parquet":
         items = _parquet_records(path)
     else:
-        readers = {"csv": _csv_records, "jsonl": _jsonl_records, "json": _json_records}
-        if kind not in readers:
-            raise DataError(path, f"unknown file type .{kind}", expected=".csv, .jsonl, .json or .parquet")
-        items = readers[kind](path, _decode(path, path.read_bytes(), encoding))
+        text = _decode(path, path.read_bytes(), encoding)
+        items = _csv_records(path, text, schema) if kind == "csv" else (
+            _jsonl_records if kind == "jsonl" else _json_records)(path, text)
     rows, problems = [], []
     for item in items:
         if not isinstance(item, DataError):
@@ -195,11 +200,6 @@ def load_records(path: str | Path, schema: Schema, errors: str = "raise", encodi
             rows.append(item)
     if not rows and not problems:
         raise DataError(path, "no records", expected="at least one row")
-    if rows:
-        missing = [c for c in schema.required if c not in rows[0]]
-        if missing:
-            raise DataError(path, "missing column(s) " + ", ".join(missing), line=1,
-                            expected="columns " + ", ".join(schema.required))
     frame = pd.DataFrame(rows, columns=[*schema.required, *[c for c in schema.optional if rows and c in rows[0]],
                                         LINE])
     frame.attrs["problems"] = problems

@@ -61,7 +61,7 @@ def test_04_header_only(tmp_path):
 
 def test_05_missing_column(tmp_path):
     err = error(write(tmp_path, "a.csv", "ticket_id,lang,question,answer\nT1,en,q,a\n"))
-    assert "intent" in str(err)
+    assert err.line == 1 and "header lacks intent" in str(err)
 
 
 def test_06_too_many_fields(tmp_path):
