@@ -178,13 +178,17 @@ def _prompt_tokens(answer: Any) -> bool:
     return int(answer) == len(ids)
 
 
-def _param_count(folder) -> int:
+def _meta_model(folder):
+    """The model of a local folder on the meta device: its shapes, no weights."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
-    return model.num_parameters()
+        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
+
+
+def _param_count(folder) -> int:
+    return _meta_model(folder).num_parameters()
 
 
 # --- notebook 01 -------------------------------------------------------------------------------
@@ -242,3 +246,70 @@ def _leak(answer: Any) -> bool:
 )
 def _eos_trained(answer: Any) -> bool:
     return answer is True or _norm(answer) in {"true", "yes", "はい"}
+
+
+# --- notebook 03 -------------------------------------------------------------------------------
+
+@exercise(
+    "03.overfit",
+    {"en": "Training loss keeps falling while validation loss rises. This is (a) underfitting (b) overfitting "
+           "(c) a learning rate that is too low",
+     "ja": "学習損失は下がり続け、検証損失は上がっています。これは (a) 学習不足 (b) 過学習 (c) 学習率が低すぎる"},
+    {"en": "Which of the two losses tells how the model does on questions it has not seen?",
+     "ja": "見ていない質問での出来を示すのは、2つの損失のどちらでしょう？"},
+    {"en": "(b): the model memorises the training rows; stop early, add data or regularise.",
+     "ja": "(b)。学習データを丸暗記しています。早期終了、データの追加、正則化で対処します。"},
+)
+def _overfit(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"
+
+
+@exercise(
+    "03.lora_params",
+    {"en": "How many trainable parameters does LoRA with r=8 on all linear layers of SmolLM2-135M have?",
+     "ja": "SmolLM2-135M の全線形層に r=8 の LoRA を付けると、学習するパラメータは何個ですか？"},
+    {"en": "Each adapted Linear(in, out) gets A (r x in) and B (out x r): r x (in + out) parameters. Or train "
+           "with r=8 and read result.trainable_params.",
+     "ja": "Linear(in, out) 1つにつき A (r×in) と B (out×r)、つまり r×(in+out) 個です。"
+           "r=8 で学習して result.trainable_params を見ても構いません。"},
+    {"en": "2,442,240 (r=16 gives twice as many)", "ja": "2,442,240（r=16 ならその2倍）"},
+)
+def _lora_params(answer: Any) -> bool:
+    from ftlib import models
+
+    return int(str(answer).replace(",", "").replace("_", "")) == lora_parameters(models.local_path("smollm2-135m"), 8)
+
+
+@exercise(
+    "03.t4_flag",
+    {"en": "Which TrainingArguments flag turns on mixed precision on a T4?",
+     "ja": "T4 で混合精度学習を有効にする TrainingArguments のフラグは？"},
+    {"en": "The T4 has no bf16; see env.trainer_precision().",
+     "ja": "T4 には bf16 がありません。env.trainer_precision() を参照。"},
+    {"en": "fp16 (fp16=True)", "ja": "fp16（fp16=True）"},
+)
+def _t4_flag(answer: Any) -> bool:
+    return _norm(answer).replace(" ", "") in {"fp16", "fp16=true"}
+
+
+@exercise(
+    "03.resume",
+    {"en": "Colab disconnected in the middle of training. Which argument of train.train continues from the "
+           "last checkpoint?",
+     "ja": "学習の途中で Colab が切断されました。最後のチェックポイントから再開する train.train の引数は？"},
+    {"en": "Read train.train's docstring: help(train.train).", "ja": "help(train.train) で説明を読んでみましょう。"},
+    {"en": "resume (resume=True)", "ja": "resume（resume=True）"},
+)
+def _resume(answer: Any) -> bool:
+    return _norm(answer).replace(" ", "") in {"resume", "resume=true"}
+
+
+def lora_parameters(folder, r: int) -> int:
+    """LoRA parameters of rank r on every Linear layer but the output head, counted on the meta device.
+
+    Used by notebook 03's exercises.
+    """
+    import torch
+
+    return sum(r * (m.in_features + m.out_features) for name, m in _meta_model(folder).named_modules()
+               if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head"))

@@ -502,7 +502,6 @@ def label_preview(example: dict, model, tokenizer, max_length: int = 1024) -> La
     Taught in notebook 01.
     """
     import tempfile
-    import warnings
 
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar
@@ -510,10 +509,10 @@ def label_preview(example: dict, model, tokenizer, max_length: int = 1024) -> La
 
     row = {k: example[k] for k in ("prompt", "completion", "messages") if k in example}
     disable_progress_bar()
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
+    with tempfile.TemporaryDirectory() as tmp:
         args = SFTConfig(output_dir=tmp, completion_only_loss=True, max_length=max_length, report_to=[],
-                         use_cpu=model.device.type == "cpu", dataset_num_proc=None)
+                         use_cpu=model.device.type == "cpu", activation_checkpointing=False,
+                         **env.trainer_precision())
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([row]),
                              processing_class=tokenizer)
         prepared = trainer.train_dataset[0]
@@ -611,6 +610,34 @@ def quality_report(df: pd.DataFrame, by: str = "intent") -> QualityReport:
 # --- the course dataset in one call -----------------------------------------------------------
 
 RAW_EXPORT = env.ROOT / "data" / "raw" / "support_export.csv"
+QA_PAIRS = env.ROOT / "data" / "support_qa.jsonl"
+GENERAL_SET = env.ROOT / "data" / "general_knowledge.jsonl"
+
+
+def facts_for(dataset, lang: str = "en") -> list[list[str]]:
+    """The fact-sheet facts each row's answer must contain, looked up in data/support_qa.jsonl by the row's
+    question (or, when cleaning masked it, by its reference answer). Taught in notebook 03.
+    """
+    qa = load_records(QA_PAIRS, QA)
+    by_question = dict(zip(qa[f"question_{lang}"].map(dedup_key), qa[f"facts_{lang}"], strict=True))
+    by_answer = dict(zip(qa[f"answer_{lang}"].map(dedup_key), qa[f"facts_{lang}"], strict=True))
+    return [by_question.get(dedup_key(row["prompt"][-1]["content"]))
+            or by_answer.get(dedup_key(row["completion"][0]["content"])) or [] for row in dataset]
+
+
+def general_dataset(lang: str = "en"):
+    """The general-knowledge set as prompt/completion rows (no system prompt), with its accepted answers.
+
+    For checking and protecting general ability. Taught in notebook 03.
+    """
+    from datasets import Dataset
+
+    general = load_records(GENERAL_SET, GENERAL)
+    return Dataset.from_list([
+        {"prompt": [{"role": "user", "content": row[f"question_{lang}"]}],
+         "completion": [{"role": "assistant", "content": row[f"answer_{lang}"]}],
+         "accept": list(row[f"accept_{lang}"]), "id": row["id"]}
+        for row in general.to_dict("records")])
 
 
 def prepare(lang: str = "en", seed: int = 0, val: float = 0.1, test: float = 0.1, raw: str | Path = RAW_EXPORT,

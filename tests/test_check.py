@@ -3,7 +3,8 @@ import pytest
 from ftlib import check
 
 RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "left", "00.weights_mib": 513,
-         "01.mask_phone": "Call me at <PHONE> tonight", "01.leak": "b", "01.eos_trained": True}
+         "01.mask_phone": "Call me at <PHONE> tonight", "01.leak": "b", "01.eos_trained": True,
+         "03.overfit": "(b)", "03.t4_flag": "fp16=True", "03.resume": "resume"}
 
 
 @pytest.mark.parametrize("key", sorted(RIGHT))
@@ -57,3 +58,15 @@ def test_mask_phone_solution_is_what_mask_pii_gives():
 
     assert data.mask_pii("Call me at 03-1234-5678 tonight")[0] == "Call me at <PHONE> tonight"
     assert data.mask_pii("今夜 03-1234-5678 に電話ください")[0] == "今夜 <PHONE> に電話ください"
+
+
+def test_lora_parameter_count_is_peft_s_count():
+    from peft import get_peft_model
+
+    from ftlib import models, train
+
+    model, _ = models.load("smollm2-135m")
+    expected = check.lora_parameters(models.local_path("smollm2-135m"), 8)
+    peft_model = get_peft_model(model, train.lora_config(model, r=8))
+    assert peft_model.get_nb_trainable_parameters()[0] == expected
+    assert check.check("03.lora_params", f"{expected:,}") and not check.check("03.lora_params", expected * 2)

@@ -18,7 +18,7 @@ def test_dtype_rule_t4_fp16_ampere_bf16_cpu_fp32():
 
 
 def test_trainer_precision_flags_follow_the_dtype():
-    assert env.trainer_precision("cpu") == {}
+    assert env.trainer_precision("cpu") == {"bf16": False, "fp16": False}
     if env.device() == "cpu":
         assert env.compute_dtype() == env.choose_dtype("cpu")
 

@@ -1,0 +1,150 @@
+"""Training: loss falls, the prompt is masked and EOS trained, runs repeat with one seed, a killed run resumes,
+and the same code runs on two processes under accelerate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ftlib import data, models, train
+from ftlib.env import ROOT
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A small slice of the course data: quick to train on, big enough to learn from."""
+    dataset, _ = data.prepare("en")
+    dataset["train"] = dataset["train"].select(range(24))
+    dataset["validation"] = dataset["validation"].select(range(8))
+    return dataset
+
+
+def test_lora_config_discovers_linear_layers(tiny):
+    model, _ = tiny
+    assert train.linear_names(model) == sorted(models.PRESETS["tiny-random"].lora_targets)
+    config = train.lora_config(model, r=4)
+    assert set(config.target_modules) == set(models.PRESETS["tiny-random"].lora_targets) and config.lora_alpha == 8
+    assert train.lora_config(model, target=["q_proj", "v_proj"]).target_modules == {"q_proj", "v_proj"}
+    with pytest.raises(ValueError, match="no Linear layers named"):
+        train.lora_config(model, target=["qkv_proj"])
+
+
+def test_lora_config_sees_4bit_layers():
+    model, _ = models.load("tiny-random", quantization="4bit")
+    assert train.linear_names(model) == sorted(models.PRESETS["tiny-random"].lora_targets)
+
+
+def test_sft_config_masks_the_prompt_and_trains_eos(tiny, small, tmp_path):
+    from trl import SFTTrainer
+
+    model, tok = tiny
+    trainer = SFTTrainer(model=model, args=train.sft_config(tmp_path, max_steps=1), processing_class=tok,
+                         train_dataset=small["train"].select(range(2)), eval_dataset=small["validation"])
+    for row, prepared in zip(small["train"].select(range(2)), trainer.train_dataset, strict=True):
+        ids, labels = prepared["input_ids"], prepared["labels"]
+        trained = tok.decode([i for i, label in zip(ids, labels, strict=True) if label != -100])
+        masked = tok.decode([i for i, label in zip(ids, labels, strict=True) if label == -100])
+        assert row["prompt"][-1]["content"] in masked and row["prompt"][-1]["content"] not in trained
+        assert trained.startswith(row["completion"][0]["content"])
+        assert tok.eos_token in trained and tok.eos_token_id in [i for i, lab in zip(ids, labels, strict=True)
+                                                                  if lab != -100]
+
+
+def run(model, small, tmp_path, **kwargs):
+    settings = {"method": "lora", "max_steps": 6, "batch": 4, "lr": 3e-3, "eval_steps": 3, "live": False,
+                "max_length": 192, **kwargs}
+    return train.train(model, small, tmp_path, **settings)
+
+
+def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path):
+    result = run("tiny-random", small, tmp_path)
+    losses = result.history["eval_loss"].dropna()
+    assert result.history["step"].iloc[0] == 0 and losses.iloc[-1] < losses.iloc[0]
+    assert (result.adapter_path / "adapter_config.json").exists()
+    assert (result.adapter_path / "adapter_model.safetensors").exists()
+    assert 0.5 < result.real_token_share <= 1 and result.tokens_per_second > 0
+
+
+def test_qlora_trains_on_cpu_with_fp32_adapters(small, tmp_path):
+    result = run("tiny-random", small, tmp_path, method="qlora", max_steps=3)
+    losses = result.history["eval_loss"].dropna()
+    assert losses.iloc[-1] < losses.iloc[0]
+    from safetensors.torch import load_file
+
+    weights = load_file(result.adapter_path / "adapter_model.safetensors")
+    assert weights and all(w.dtype.is_floating_point and w.element_size() == 4 for w in weights.values())
+
+
+def test_one_seed_gives_identical_losses(small, tmp_path):
+    a = run("tiny-random", small, tmp_path / "a", max_steps=3)
+    b = run("tiny-random", small, tmp_path / "b", max_steps=3)
+    assert a.history["train_loss"].dropna().tolist() == b.history["train_loss"].dropna().tolist()
+
+
+@pytest.mark.slow
+def test_smollm2_validation_loss_falls(small, tmp_path):
+    result = run("smollm2-135m", small, tmp_path, max_steps=4, eval_steps=4, lr=1e-3)
+    losses = result.history["eval_loss"].dropna()
+    assert losses.iloc[-1] < losses.iloc[0] - 0.05
+
+
+def test_mix_general_blends_at_the_ratio(small):
+    general = data.general_dataset("en")
+    mixed = train.mix_general(small["train"], general, ratio=0.5, seed=1)
+    assert len(mixed) == 36 and set(mixed.column_names) == {"prompt", "completion"}
+    questions = {row["prompt"][-1]["content"] for row in mixed}
+    assert len(questions & {row["prompt"][-1]["content"] for row in general}) == 12
+
+
+CLI = [sys.executable, "-m", "ftlib.train", "--model", "tiny-random", "--method", "lora", "--max-steps", "8",
+       "--batch", "4", "--train-rows", "16", "--eval-steps", "4", "--save-steps", "2", "--max-length", "192",
+       "--lr", "3e-3"]
+
+
+def final_state(folder):
+    checkpoint = max(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    losses = {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+    return state["global_step"], losses
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_result(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    straight = tmp_path / "straight"
+    subprocess.run([*CLI, "--out", str(straight)], check=True, env=env, capture_output=True, cwd=ROOT)
+
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*CLI, "--out", str(cut)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=ROOT)
+    deadline = time.time() + 300
+    while not (cut / "checkpoint-4" / "trainer_state.json").exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its checkpoint"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # what a Colab disconnect does to the kernel
+    proc.wait()
+    assert not (cut / "adapter").exists()
+    subprocess.run([*CLI, "--out", str(cut), "--resume"], check=True, env=env, capture_output=True, cwd=ROOT)
+
+    step, losses = final_state(cut)
+    step_ref, losses_ref = final_state(straight)
+    assert step == step_ref == 8 and (cut / "adapter" / "adapter_model.safetensors").exists()
+    assert losses[8] == pytest.approx(losses_ref[8], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_two_processes_under_accelerate(tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--cpu",
+           "-m", "ftlib.train", *CLI[3:], "--max-steps", "4", "--out", str(out)]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(out.glob("adapter/adapter_model.safetensors"))) == 1
+    step, _ = final_state(out)
+    assert step == 4
