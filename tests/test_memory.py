@@ -1,0 +1,218 @@
+"""ftlib.memory: exact where exactness is possible (peft's counts, bitsandbytes' footprint), close to a real run.
+
+The slow tests train a few real steps of SmolLM2-135M (full, LoRA, QLoRA) with transformers' Trainer on CPU.
+"""
+
+import math
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from ftlib import memory, models
+
+LORA_CASES = [("all-linear", 8), ("all-linear", 16), (("q_proj", "v_proj"), 8), (("q_proj", "v_proj"), 16)]
+SMALL = {"steps": 2, "seq_len": 32, "batch": 2}  # measured runs: a few real steps, short sequences
+
+
+def _peft_trainable(model, targets, r: int) -> int:
+    from peft import LoraConfig, get_peft_model
+
+    wrapped = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets) if not
+                                               isinstance(targets, str) else targets, task_type="CAUSAL_LM"))
+    trainable, _ = wrapped.get_nb_trainable_parameters()
+    assert trainable == sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+    return trainable
+
+
+@pytest.mark.parametrize("name", ["tiny-random", "smollm2-135m"])
+@pytest.mark.parametrize(("targets", "r"), LORA_CASES, ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
+def test_lora_trainable_parameters_equal_peft_exactly(name, targets, r):
+    model, _ = models.load(name)  # a fresh copy: get_peft_model changes the model in place
+    from_config = memory.estimate(name, "lora", lora_r=r, target_modules=targets)  # meta device, no weights
+    from_model = memory.estimate(model, "lora", lora_r=r, target_modules=targets)
+    assert from_config.trainable_params == from_model.trainable_params == _peft_trainable(model, targets, r)
+
+
+@pytest.mark.parametrize(("fixture", "name"), [("tiny", "tiny-random"), ("smollm2", "smollm2-135m")])
+def test_full_trainable_parameters_are_every_parameter_once(fixture, name, request):
+    model, _ = request.getfixturevalue(fixture)
+    assert model.config.tie_word_embeddings  # lm_head shares the embedding: it must count once
+    expected = sum(p.numel() for p in model.parameters())
+    assert memory.estimate(name, "full").trainable_params == expected
+    assert memory.estimate(model, "full").trainable_params == expected == model.num_parameters()
+
+
+def test_quantized_bytes_per_parameter_follow_the_qlora_paper():
+    assert memory.quant_bytes("nf4", double_quant=True) == pytest.approx((4 + 0.127) / 8, abs=1e-4)
+    assert memory.quant_bytes("nf4", double_quant=False) == pytest.approx(4.5 / 8)
+    assert memory.quant_bytes("int8") == 1.0
+
+
+def test_tiny_4bit_weights_match_bitsandbytes_footprint():
+    model, _ = models.load("tiny-random", quantization="4bit")
+    est = memory.estimate("tiny-random", "qlora", dtype=torch.float32, kbit_upcast=False)
+    # get_memory_footprint counts 0.5 B per 4-bit weight (the packed bytes); the estimate adds the constants
+    assert est.weights - est.adapter_weights == pytest.approx(model.get_memory_footprint(), rel=0.05)
+
+
+def test_llama_8b_qlora_fits_a_t4_at_1024_tokens_and_full_fine_tuning_does_not():
+    qlora = memory.estimate("llama-3.1-8b", "qlora", seq_len=1024, batch=1)
+    assert qlora.gradient_checkpointing  # prepare_model_for_kbit_training's default
+    assert qlora.fits(15.0) and qlora.verdict(15.0) == "fits"
+    assert not memory.estimate("llama-3.1-8b", "full", seq_len=1024, batch=1).fits(15.0)
+    assert not memory.estimate("llama-3.1-8b", "lora", seq_len=1024, batch=1).fits(15.0)  # 16 GB of fp16 weights
+
+
+@pytest.mark.parametrize("name", list(models.PRESETS))
+def test_every_preset_is_sized_from_its_name_without_weights(name, monkeypatch):
+    import transformers
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("estimate() must not load weights or configs from the hub")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_download)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_download)
+    memory._arch_of_name.cache_clear()
+    ests = {m: memory.estimate(name, m, seq_len=512, batch=1, gradient_checkpointing=True) for m in memory.METHODS}
+    assert ests["full"].params == pytest.approx(models.PRESETS[name].params_b * 1e9, rel=0.02)
+    assert 0 < ests["qlora"].total < ests["lora"].total < ests["full"].total
+    assert 0 < ests["lora"].trainable_params < ests["full"].trainable_params == ests["full"].params
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "qwen2.5-1.5b", "llama-3.1-8b"])
+def test_memory_moves_the_right_way(name):
+    def est(method="lora", **kw):
+        return memory.estimate(name, method, **{"seq_len": 512, "batch": 2, "gradient_checkpointing": False, **kw})
+
+    assert est("qlora").total < est("lora").total < est("full").total
+    for method in memory.METHODS:
+        assert est(method, gradient_checkpointing=True).activations < est(method).activations
+        assert est(method, seq_len=1024).activations > est(method).activations
+        assert est(method, batch=4).activations > est(method).activations
+    assert est(attention="eager").activations > est().activations  # stored s x s scores
+    assert est(lora_r=64).total > est(lora_r=8).total
+    assert est("full", optimizer="adamw_8bit").optimizer_state < est("full").optimizer_state / 3
+
+
+def test_estimate_displays_and_tabulates():
+    est = memory.estimate("smollm2-135m", "qlora", seq_len=256, batch=2)
+    text, page = repr(est), est._repr_html_()
+    assert "optimizer state" in text and "T4" in text and "<table>" in page
+    assert est.total == sum(getattr(est, c) for c in memory.COMPONENTS)
+    row = est.to_frame()
+    assert len(row) == 1 and row.loc[0, "total_gib"] == pytest.approx(est.total / 2**30)
+
+
+def test_t4_table_gives_a_verdict_per_setting():
+    table = memory.t4_table(["smollm2-135m", "llama-3.1-8b"])
+    assert list(table.columns) == ["preset", "method", "seq", "batch", "GiB", "fits"]
+    assert len(table) == 2 * 3 * 3 * 3
+    pick = table.set_index(["preset", "method", "seq", "batch"])
+    assert pick.loc[("llama-3.1-8b", "qlora", 1024, 1), "fits"]
+    assert not pick.loc[("llama-3.1-8b", "full", 512, 1), "fits"]
+    assert pick.loc[("smollm2-135m", "full", 512, 1), "fits"]
+
+
+def test_published_figures_carry_their_source():
+    table = memory.published()
+    assert table["source"].str.contains("http").all()
+    assert {"HF blog (2023)", "LLaMA-Factory README", "QLoRA paper (2023)"} == set(table["source_name"])
+    blog = table[(table["source_name"] == "HF blog (2023)") & (table["model"] == "llama-7b")
+                 & table["method"].str.contains("NF4") & ~table["gradient_checkpointing"].astype(bool)]
+    assert blog[blog["seq_len"] == 512]["fits"].all() and not blog[blog["seq_len"] == 1024]["fits"].any()
+    factory = table[(table["source_name"] == "LLaMA-Factory README") & (table["model"] == "7B")]
+    assert factory[factory["method"] == "QLoRA, 4-bit"]["gb"].item() == 6
+
+
+def test_compare_published_says_where_it_agrees_and_why_not():
+    table = memory.compare_published()
+    assert {"published", "ftlib_gib", "agrees", "why", "source"} <= set(table.columns)
+    assert table["agrees"].mean() > 0.8
+    assert (table.loc[~table["agrees"], "why"].str.len() > 10).all()
+
+
+def test_epoch_time_is_a_flops_estimate():
+    full = memory.epoch_time_t4("llama-3.1-8b", 1_000_000, "full", gradient_checkpointing=False)
+    lora = memory.epoch_time_t4("llama-3.1-8b", 1_000_000, "lora", gradient_checkpointing=False)
+    qlora_gc = memory.epoch_time_t4("llama-3.1-8b", 1_000_000, "qlora")
+    assert full.flops / lora.flops == pytest.approx(1.5)  # 6·N·D vs 4·N·D
+    assert qlora_gc.flops / lora.flops == pytest.approx(1.5)  # checkpointing recomputes the forward
+    assert full.flops == pytest.approx(6 * 8.03e9 * 1e6, rel=0.1)
+    assert full.seconds == pytest.approx(full.flops / (65e12 * 0.35))
+    assert memory.epoch_time_t4("llama-3.1-8b", 2_000_000, "full").seconds > full.seconds
+    assert "estimate" in repr(full)
+
+
+def test_calculator_and_plot_work_without_a_browser():
+    box = memory.calculator()
+    assert box.estimate.method == "qlora"
+    seq = next(child for child in box.children if getattr(child, "description", "") == "seq_len")
+    before = box.estimate.activations
+    seq.value = 4096
+    assert box.estimate.activations > before
+    fig = memory.plot([memory.estimate("smollm2-135m", "lora"), memory.estimate("smollm2-135m", "qlora")])
+    assert len(fig.axes[0].patches) == 2 * len(memory.COMPONENTS)
+    plt.close(fig)
+    fig = memory.breakdown_figure(box.estimate)
+    plt.close(fig)
+
+
+# --- real training steps (slow) ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm2_4bit():
+    """A fresh 4-bit SmolLM2 with its bitsandbytes footprint and estimate, read before anyone trains it."""
+    model, tokenizer = models.load("smollm2-135m", quantization="4bit")
+    return model, tokenizer, model.get_memory_footprint(), memory.estimate(model, "qlora", dtype=torch.float32,
+                                                                            kbit_upcast=False)
+
+
+@pytest.mark.slow
+def test_smollm2_4bit_weights_match_bitsandbytes_footprint(smollm2_4bit):
+    _, _, footprint, from_model = smollm2_4bit
+    assert from_model.params == 134_515_008  # Linear4bit layers are sized as in x out, not by packed bytes
+    est = memory.estimate("smollm2-135m", "qlora", dtype=torch.float32, kbit_upcast=False)
+    for e in (est, from_model):
+        assert e.weights - e.adapter_weights == pytest.approx(footprint, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def measured(smollm2_4bit):
+    runs = {method: memory.measure("smollm2-135m", method, **SMALL) for method in ("full", "lora")}
+    model, tokenizer, _, _ = smollm2_4bit
+    runs["qlora"] = memory.measure((model, tokenizer), "qlora", **SMALL)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", memory.METHODS)
+def test_estimate_matches_a_real_run_on_cpu(measured, method):
+    got = measured[method]
+    est = memory.estimate("smollm2-135m", method, seq_len=SMALL["seq_len"], batch=SMALL["batch"],
+                          dtype=torch.float32, gradient_checkpointing=got.gradient_checkpointing)
+    assert est.trainable_params == got.trainable_params
+    for component in ("weights", "gradients", "optimizer_state"):
+        assert getattr(est, component) == pytest.approx(getattr(got, component), rel=0.15), component
+    static = got.weights + got.gradients + got.optimizer_state
+    assert static == pytest.approx(est.weights + est.gradients + est.optimizer_state, rel=0.15)
+    if not got.gradient_checkpointing:  # the estimate adds the logits' gradient: within a factor of two
+        assert 0.5 < est.activations / got.activations < 2
+    assert got.peak_rss > static + got.activations
+    assert got.total == got.peak_rss and got.cuda_peak is None
+    assert got.seconds_per_step > 0 and math.isfinite(got.loss)
+    assert got.checkpoint_bytes > (0 if method == "full" else got.trainable_params * 4 * 0.9)
+
+
+@pytest.mark.slow
+def test_measurements_display_beside_estimates(measured):
+    got = measured["qlora"]
+    assert got.gradient_checkpointing  # peft's QLoRA default, as in estimate()
+    assert got.trainable_params < got.params / 20
+    assert "peak RSS" in repr(got) and "<table>" in got._repr_html_()
+    est = memory.estimate("smollm2-135m", "qlora", seq_len=SMALL["seq_len"], batch=SMALL["batch"],
+                          dtype=torch.float32)
+    table = memory.frame([est, got])
+    assert list(table["kind"]) == ["estimate", "measured"]
+    fig = memory.plot([est, got])
+    plt.close(fig)
