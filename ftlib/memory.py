@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 GIB = 2**30
-T4_GIB = 15.0  # what a 16 GB T4 offers to PyTorch (nvidia-smi shows about 15,100 MiB)
+T4_GIB = 15.0  # a "16 GB" T4 as Colab and Kaggle offer it: about 15 GiB usable (ECC and the driver take the rest)
 T4_FP16_TFLOPS = 65.0  # NVIDIA T4 datasheet: peak fp16 tensor-core throughput (mixed precision)
 METHODS = ("full", "lora", "qlora")
 COMPONENTS = ("weights", "gradients", "optimizer_state", "activations", "overhead")
@@ -318,14 +318,14 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     - trainable parameters: full = all (tied embeddings once); LoRA = r x (in + out) per targeted Linear.
     - gradients: one per trainable parameter, in its dtype.
     - activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
-      eq. 1): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit without recomputation (a = attention heads). The
-      5*a*s/h term is the stored s x s attention scores: attention="eager" keeps it; "sdpa" (transformers'
-      default: fused memory-efficient / flash kernels on a T4 and on CPU) stores none, so it drops out (measured
-      on SmolLM2 here: 34*s*b*h per layer within 5%). With gradient checkpointing
-      only the layer inputs stay, 2*s*b*h bytes per layer, plus one layer's activations being recomputed. Plus
-      the logits b*s*vocab in fp32 and their gradient (8 bytes each); QLoRA adds one dequantized weight matrix.
-      LoRA and QLoRA keep all of this: gradients must flow back through the frozen base to the adapters.
-      fp32 activations (CPU) double the layer terms.
+      eq. 1): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit without recomputation (s = seq_len, b = batch,
+      h = hidden size, a = attention heads). The 5*a*s/h term is the stored s x s attention scores:
+      attention="eager" keeps it; "sdpa" (transformers' default, whose fused kernels on a T4 and on CPU store no
+      scores) drops it; measured on SmolLM2 on CPU, 34*s*b*h per layer came within 5% of autograd's saved bytes.
+      With gradient checkpointing only the layer inputs stay, 2*s*b*h bytes per layer, plus one layer's
+      activations while it is recomputed. Plus the logits b*s*vocab in fp32 and their gradient (8 bytes each);
+      QLoRA adds one dequantized weight matrix. LoRA and QLoRA keep all of this: gradients must flow back
+      through the frozen base to reach the adapters. fp32 activations (CPU) double the layer terms.
     - overhead: overhead_gib for the CUDA context (~0.3-0.4 GiB) plus allocator slack and fragmentation.
     Not counted: lora_dropout's copies of each adapted layer's input, the optimizer's temporaries during its
     step, and paging (paged optimizers move state to CPU RAM under pressure, so they can exceed the GPU).
@@ -452,6 +452,17 @@ def _rss() -> int:
     import psutil
 
     return psutil.Process().memory_info().rss
+
+
+def _release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc keeps them otherwise), so RSS means now."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_hwm() -> bool:
@@ -615,6 +626,8 @@ class Measurement(Estimate):
     optimizer.state). activations: the bytes autograd saved for backward in one forward (saved_tensors_hooks).
     overhead: the peak (CUDA max_memory_allocated on a GPU, peak RSS on CPU) minus all of those: interpreter and
     libraries (CPU), temporaries such as the logits' gradient and the optimizer's scratch, allocator slack.
+    The components need not peak together (backward frees activations while gradients fill), so for full
+    fine-tuning that remainder is smaller than the interpreter alone would suggest.
     """
 
     device: str = "cpu"
@@ -628,6 +641,12 @@ class Measurement(Estimate):
 
     kind = "measured"
 
+    @property
+    def total(self) -> int:
+        """The measured peak: CUDA max_memory_allocated on a GPU, peak RSS on CPU."""
+        peak = self.cuda_peak if self.cuda_peak is not None else self.peak_rss
+        return peak if peak is not None else sum(getattr(self, c) for c in COMPONENTS)
+
     def rows(self) -> list[tuple[str, str, str]]:
         """(component, size, how it was read) rows, then total, peak readings, speed and loss."""
         rows = super().rows()
@@ -637,7 +656,8 @@ class Measurement(Estimate):
         rows.append(("speed", f"{self.seconds_per_step:.2f} s/step", f"median of {self.steps} steps on {self.device}"))
         rows.append(("loss", f"{self.first_loss:.3f} → {self.loss:.3f}", f"after {self.steps} steps"))
         if self.checkpoint_bytes is not None:
-            what = "adapter folder on disk" if self.method != "full" else "full state dict (not written)"
+            what = (f"adapter folder on disk; the base weights it rides on: {_gib(self.weights - self.adapter_weights)}"
+                    if self.method != "full" else "the full model's state dict (not written)")
             rows.append(("checkpoint", _gib(self.checkpoint_bytes), what))
         return rows
 
@@ -682,6 +702,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
     cuda = env.device() == "cuda"
     gc_on = (method == "qlora") if gradient_checkpointing is None else bool(gradient_checkpointing)
     env.seed_everything(seed)
+    _release_freed_memory()
     if isinstance(model, str):
         name = model
         bars = hf_logging.is_progress_bar_enabled()
@@ -730,6 +751,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
                           data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
         for quiet in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(quiet)
+        _release_freed_memory()  # what loading and quantizing left behind is not training memory
         hwm_reset = _reset_hwm()
         trainer.train()
         hwm = _hwm() if hwm_reset else None
@@ -748,7 +770,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
              "gradients": "p.grad bytes after the optimizer step", "optimizer_state": "optimizer.state tensor bytes",
              "activations": "bytes autograd saved for backward (saved_tensors_hooks), peak over the steps",
              "overhead": ("CUDA peak minus the above: temporaries, logits' gradient, allocator" if cuda else
-                          "peak RSS minus the above: Python, torch, data, temporaries, allocator")}
+                          "peak RSS minus the above: Python, libraries, mapped model files, temporaries")}
     result = Measurement(
         name, method, seq_len, batch, None if method == "full" else lora_r, gc_on, optimizer, dtype, params,
         trainable, sampler.weights, sampler.gradients, sampler.optimizer_state, sampler.activations, overhead,
@@ -758,7 +780,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
         first_loss=losses[0] if losses else float("nan"), loss=losses[-1] if losses else float("nan"),
         checkpoint_bytes=checkpoint)
     del trainer, net
-    gc.collect()
+    _release_freed_memory()
     return result
 
 

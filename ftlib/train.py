@@ -13,6 +13,7 @@ The same code runs under `accelerate launch` on several processes: `python -m ft
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from dataclasses import dataclass
@@ -265,12 +266,15 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     adapter = output_dir / "adapter"
     trainer.save_model(str(adapter))
     best = trainer.state.best_model_checkpoint
-    return TrainResult(
+    result = TrainResult(
         adapter_path=adapter, history=history_frame(trainer.state.log_history),
         best_step=int(best.rsplit("-", 1)[-1]) if best else None, best_eval_loss=trainer.state.best_metric,
         tokens_per_second=counter.real / seconds if seconds else float("nan"), real_token_share=counter.real_share,
         seconds=seconds, trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     )
+    del trainer, model, counter
+    gc.collect()  # the next run in the same notebook gets the memory back
+    return result
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
