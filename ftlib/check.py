@@ -248,6 +248,63 @@ def _eos_trained(answer: Any) -> bool:
     return answer is True or _norm(answer) in {"true", "yes", "はい"}
 
 
+# --- notebook 02 -------------------------------------------------------------------------------
+
+@exercise(
+    "02.smallest",
+    {"en": "On the same model and settings, which method needs the least training memory?",
+     "ja": "同じモデル・同じ設定で、学習に必要なメモリが最も少ない手法は？"},
+    {"en": "Compare the weights column of the measured table.", "ja": "計測表の weights の列を比べましょう。"},
+    {"en": "qlora", "ja": "qlora"},
+)
+def _smallest(answer: Any) -> bool:
+    return _norm(answer) == "qlora"
+
+
+@exercise(
+    "02.adamw_bytes",
+    {"en": "How many bytes of optimizer state does AdamW keep per trainable fp32 parameter?",
+     "ja": "AdamW は学習する fp32 パラメータ 1 個あたり、何バイトのオプティマイザ状態を持ちますか？"},
+    {"en": "AdamW keeps two running averages (first and second moment) per parameter.",
+     "ja": "AdamW はパラメータごとに 2 つの移動平均（1 次と 2 次のモーメント）を持ちます。"},
+    {"en": "8 (two fp32 numbers)", "ja": "8（fp32 の数値 2 つ）"},
+)
+def _adamw_bytes(answer: Any) -> bool:
+    return float(answer) == 8
+
+
+@exercise(
+    "02.llama_full",
+    {"en": "Does full fine-tuning of Llama-3.1-8B at sequence 1024, batch 1 fit a 15 GB T4? (True/False)",
+     "ja": "Llama-3.1-8B のフルファインチューニング（系列長 1024、バッチ 1）は 15 GB の T4 に"
+           "収まりますか？（True/False）"},
+    {"en": "memory.estimate('llama-3.1-8b', 'full', 1024, 1).fits()",
+     "ja": "memory.estimate('llama-3.1-8b', 'full', 1024, 1).fits() を実行してみましょう。"},
+    {"en": "False: about 144 GiB", "ja": "False（約 144 GiB）"},
+)
+def _llama_full(answer: Any) -> bool:
+    from ftlib import memory
+
+    return isinstance(answer, bool | str) and _norm(answer) in {"false", "no", "いいえ"} and \
+        not memory.estimate("llama-3.1-8b", "full", 1024, 1).fits()
+
+
+@exercise(
+    "02.checkpointing",
+    {"en": "Gradient checkpointing trades (a) compute for memory: activations are recomputed in the backward "
+           "pass (b) accuracy for memory (c) disk for memory",
+     "ja": "勾配チェックポイントは何と何を交換する？ (a) 計算とメモリ：逆伝播で活性を再計算する "
+           "(b) 精度とメモリ (c) ディスクとメモリ"},
+    {"en": "Compare the activations of estimate(..., gradient_checkpointing=True) and False, and think about "
+           "what must happen to the activations that were not kept.",
+     "ja": "estimate(..., gradient_checkpointing=True) と False の activations を比べ、"
+           "保存しなかった活性がどうなるか考えましょう。"},
+    {"en": "(a)", "ja": "(a)"},
+)
+def _checkpointing(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "a"
+
+
 # --- notebook 03 -------------------------------------------------------------------------------
 
 @exercise(

@@ -27,11 +27,9 @@ INTENTS = (
     "product_info", "pricing", "shipping", "returns_refunds", "warranty", "order_status", "account_login",
     "billing_payment", "setup_troubleshooting", "subscription", "contact_hours", "out_of_scope",
 )
-SYSTEM_PROMPT = {
-    "en": "You are the customer support assistant of Tsubame Tech, a smart-home device company. "
-          "Answer briefly and politely.",
-    "ja": "あなたはスマートホーム機器メーカー、ツバメテックのカスタマーサポート担当です。"
-          "簡潔かつ丁寧に回答してください。",
+SYSTEM_PROMPT = {  # short on purpose: every training row repeats it
+    "en": "You are Tsubame Tech's support assistant. Answer briefly and politely.",
+    "ja": "ツバメテックのサポート担当として、簡潔かつ丁寧に回答してください。",
 }
 LINE = "source_line"  # column added by load_records: where each row came from in its file
 
