@@ -146,9 +146,9 @@ def _left_padding(answer: Any) -> bool:
     {"en": "about 513 MiB (134.5 M parameters x 4 bytes).", "ja": "約 513 MiB（1億3450万 × 4 バイト）。"},
 )
 def _weights_mib(answer: Any) -> bool:
-    from ftlib import models
+    from ftlib import memory
 
-    n = _param_count(models.local_path("smollm2-135m"))
+    n = memory.estimate("smollm2-135m", "full").params
     return abs(float(answer) - n * 4 / 2**20) <= 0.02 * n * 4 / 2**20
 
 
@@ -176,19 +176,6 @@ def _prompt_tokens(answer: Any) -> bool:
     ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
                                   return_dict=True)["input_ids"]
     return int(answer) == len(ids)
-
-
-def _meta_model(folder):
-    """The model of a local folder on the meta device: its shapes, no weights."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folder))
-
-
-def _param_count(folder) -> int:
-    return _meta_model(folder).num_parameters()
 
 
 # --- notebook 01 -------------------------------------------------------------------------------
@@ -332,9 +319,10 @@ def _overfit(answer: Any) -> bool:
     {"en": "2,442,240 (r=16 gives twice as many)", "ja": "2,442,240（r=16 ならその2倍）"},
 )
 def _lora_params(answer: Any) -> bool:
-    from ftlib import models
+    from ftlib import memory
 
-    return int(str(answer).replace(",", "").replace("_", "")) == lora_parameters(models.local_path("smollm2-135m"), 8)
+    expected = memory.estimate("smollm2-135m", "lora", lora_r=8).trainable_params
+    return int(str(answer).replace(",", "").replace("_", "")) == expected
 
 
 @exercise(
@@ -359,14 +347,3 @@ def _t4_flag(answer: Any) -> bool:
 )
 def _resume(answer: Any) -> bool:
     return _norm(answer).replace(" ", "") in {"resume", "resume=true"}
-
-
-def lora_parameters(folder, r: int) -> int:
-    """LoRA parameters of rank r on every Linear layer but the output head, counted on the meta device.
-
-    Used by notebook 03's exercises.
-    """
-    import torch
-
-    return sum(r * (m.in_features + m.out_features) for name, m in _meta_model(folder).named_modules()
-               if isinstance(m, torch.nn.Linear) and not name.endswith("lm_head"))

@@ -61,13 +61,11 @@ def test_mask_phone_solution_is_what_mask_pii_gives():
     assert data.mask_pii("今夜 03-1234-5678 に電話ください")[0] == "今夜 <PHONE> に電話ください"
 
 
-def test_lora_parameter_count_is_peft_s_count():
+def test_lora_exercise_accepts_peft_s_count():
     from peft import get_peft_model
 
     from ftlib import models, train
 
     model, _ = models.load("smollm2-135m")
-    expected = check.lora_parameters(models.local_path("smollm2-135m"), 8)
-    peft_model = get_peft_model(model, train.lora_config(model, r=8))
-    assert peft_model.get_nb_trainable_parameters()[0] == expected
+    expected = get_peft_model(model, train.lora_config(model, r=8)).get_nb_trainable_parameters()[0]
     assert check.check("03.lora_params", f"{expected:,}") and not check.check("03.lora_params", expected * 2)
