@@ -16,6 +16,7 @@ import argparse
 import gc
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,6 +212,23 @@ def sft_config(output_dir: str | Path, *, lr: float = 2e-4, max_steps: int = -1,
     )
 
 
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete checkpoint in `output_dir`, or None.
+
+    The Trainer writes trainer_state.json last, so a folder without it was cut off mid-save (a Colab
+    disconnect during a checkpoint); it is skipped with a warning instead of crashing the resume.
+    Taught in notebook 03.
+    """
+    folders = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.name[11:].isdigit()),
+                     key=lambda p: int(p.name[11:]), reverse=True)
+    for folder in folders:
+        if (folder / "trainer_state.json").is_file():
+            return str(folder)
+        warnings.warn(f"{folder} is incomplete (the run was cut off while saving it); resuming from an earlier one",
+                      stacklevel=2)
+    return None
+
+
 def train(model="auto", dataset=None, output_dir: str | Path | None = None, method: str = "qlora", r: int = 16,
           alpha: int | None = None, dropout: float = 0.05, target: str | list[str] = "all-linear",
           early_stopping: int | None = None, resume: bool = False, live: bool = True, lang: str = "en",
@@ -226,7 +244,6 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     """
     from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     if method not in {"qlora", "lora"}:
@@ -259,7 +276,7 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
                 param.data = param.data.float()
     counter = TokenCounter(trainer.data_collator, trainer.model)
     trainer.data_collator = counter
-    checkpoint = get_last_checkpoint(str(output_dir)) if resume and output_dir.is_dir() else None
+    checkpoint = last_checkpoint(output_dir) if resume else None
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start

@@ -85,6 +85,17 @@ def test_one_seed_gives_identical_losses(small, tmp_path):
     assert a.history["train_loss"].dropna().tolist() == b.history["train_loss"].dropna().tolist()
 
 
+def test_resume_skips_a_checkpoint_cut_off_mid_save(small, tmp_path):
+    run("tiny-random", small, tmp_path, max_steps=4, save_steps=2)
+    (tmp_path / "checkpoint-4" / "trainer_state.json").unlink()  # killed before the Trainer's last write
+    with pytest.warns(UserWarning, match="checkpoint-4 is incomplete"):
+        assert train.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    with pytest.warns(UserWarning, match="incomplete"):
+        result = run("tiny-random", small, tmp_path, max_steps=4, save_steps=2, resume=True)
+    assert result.history["step"].max() == 4 and (tmp_path / "checkpoint-4" / "trainer_state.json").exists()
+    assert train.last_checkpoint(tmp_path / "nothing-here") is None
+
+
 @pytest.mark.slow
 def test_smollm2_validation_loss_falls(small, tmp_path):
     result = run("smollm2-135m", small, tmp_path, max_steps=4, eval_steps=4, lr=1e-3)
@@ -128,7 +139,8 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path):
     proc.send_signal(signal.SIGKILL)  # what a Colab disconnect does to the kernel
     proc.wait()
     assert not (cut / "adapter").exists()
-    subprocess.run([*CLI, "--out", str(cut), "--resume"], check=True, env=env, capture_output=True, cwd=ROOT)
+    resumed = subprocess.run([*CLI, "--out", str(cut), "--resume"], env=env, capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
 
     step, losses = final_state(cut)
     step_ref, losses_ref = final_state(straight)
