@@ -347,3 +347,65 @@ def _t4_flag(answer: Any) -> bool:
 )
 def _resume(answer: Any) -> bool:
     return _norm(answer).replace(" ", "") in {"resume", "resume=true"}
+
+
+# --- notebook 04 -------------------------------------------------------------------------------
+
+@exercise(
+    "04.ja_unit",
+    {"en": "ftlib scores Japanese ROUGE-L and BLEU on which unit? (a) words split at spaces (b) characters "
+           "(c) whole sentences",
+     "ja": "ftlib は日本語の ROUGE-L と BLEU を何の単位で計算しますか？ (a) 空白で区切った単語 (b) 文字 (c) 文全体"},
+    {"en": "Where are the spaces in 保証期間は18か月です？ Try metrics.rouge_l on it with lang='en'.",
+     "ja": "「保証期間は18か月です」のどこに空白がありますか？ lang='en' で metrics.rouge_l を試してみましょう。"},
+    {"en": "(b): Japanese has no spaces, so word tokenisation leaves one token per sentence (or none) and "
+           "scores near zero; characters need no segmenter.",
+     "ja": "(b)。日本語には空白がないため、単語分割では1文が1トークン（または0）になり、ほぼ0点になります。"
+           "文字単位なら形態素解析器も不要です。"},
+)
+def _ja_unit(answer: Any) -> bool:
+    return _norm(answer).strip("() ") in {"b", "characters", "character", "char", "文字"}
+
+
+@exercise(
+    "04.perplexity",
+    {"en": "A model's mean negative log-likelihood on the validation answers is 1.0 nat per token. "
+           "What is its perplexity (two decimals)?",
+     "ja": "あるモデルの検証用回答での平均負の対数尤度は 1 トークンあたり 1.0 nat です。"
+           "パープレキシティは（小数2桁で）？"},
+    {"en": "Perplexity is exp(mean NLL); see metrics.Perplexity.",
+     "ja": "パープレキシティは exp(平均NLL) です。metrics.Perplexity を参照。"},
+    {"en": "e = 2.72: as unsure as a fair choice among about 2.7 tokens.",
+     "ja": "e = 2.72。約 2.7 個のトークンから公平に選ぶのと同じくらいの迷いです。"},
+)
+def _perplexity(answer: Any) -> bool:
+    return abs(float(answer) - 2.718) < 0.01
+
+
+@exercise(
+    "04.win_rate",
+    {"en": "A rater judged tuned better 12 times, base better 6 times, 4 ties and 2 both bad. What is the tuned "
+           "model's win rate as review.win_rate computes it?",
+     "ja": "評価者は tuned の勝ち 12 回、base の勝ち 6 回、引き分け 4 回、両方だめ 2 回と判定しました。"
+           "review.win_rate が計算する tuned の勝率は？"},
+    {"en": "Ties and 'both bad' say nothing about which is better; read help(review.win_rate).",
+     "ja": "引き分けと「両方だめ」はどちらが良いかを示しません。help(review.win_rate) を読んでみましょう。"},
+    {"en": "12 / (12 + 6) = 0.667 (67%)", "ja": "12 / (12 + 6) = 0.667（67%）"},
+)
+def _win_rate(answer: Any) -> bool:
+    text = str(answer).strip()
+    value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    return abs(value - 2 / 3) < 0.005
+
+
+@exercise(
+    "04.batching",
+    {"en": "Going from batch 1 to batch 16, which gets better? (a) answers per second (b) the wait for one answer",
+     "ja": "バッチサイズを 1 から 16 にすると、良くなるのはどちら？ (a) 1秒あたりの回答数 (b) 1つの回答を待つ時間"},
+    {"en": "Compare the columns 's/answer' and 'latency p50 s' of the speed table.",
+     "ja": "速度表の 's/answer' と 'latency p50 s' の列を比べてみましょう。"},
+    {"en": "(a): throughput rises, while each answer waits for its whole batch (latency grows).",
+     "ja": "(a)。スループットは上がりますが、各回答はバッチ全体を待つため待ち時間（レイテンシ）は伸びます。"},
+)
+def _batching(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "a"

@@ -1,34 +1,94 @@
 """Generation for evaluation and chat: batched, left-padded, chat-templated, stopping at EOS (notebooks 03, 04).
 
 Evaluation generates in its own loop, never inside the Trainer, so logits of a whole validation set
-never pile up in memory.
+never pile up in memory. Every call is timed: tokens per second, time to first token, and each answer's
+latency (p50/p95), so speed sits in the same report as quality.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from threading import Thread
 
+import pandas as pd
 import torch
+from transformers.generation.streamers import BaseStreamer
 
 from ftlib import models
 
 
 @dataclass(repr=False)
 class Generations:
-    """Texts generated for a list of prompts, with the speed they were generated at."""
+    """Texts generated for a list of prompts, with the speed they were generated at.
+
+    `latencies` holds, per answer, the seconds from the start of its batch until its last token (its EOS, or
+    the token limit); `ttfts` holds, per batch, the seconds until the first new token (the prompt's prefill).
+    """
 
     texts: list[str]
     new_tokens: int
     seconds: float
+    latencies: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    batch_size: int = 1
 
     @property
     def tokens_per_second(self) -> float:
         return self.new_tokens / self.seconds if self.seconds else float("nan")
 
+    @property
+    def seconds_per_answer(self) -> float:
+        return self.seconds / len(self.texts) if self.texts else float("nan")
+
+    @property
+    def ttft(self) -> float:
+        """Median time to first token over the batches."""
+        return statistics.median(self.ttfts) if self.ttfts else float("nan")
+
+    def latency(self, q: float) -> float:
+        """The q-th percentile (0-100) of the answers' latencies."""
+        return _percentile(self.latencies, q)
+
+    def speed(self) -> dict[str, float]:
+        """One row of a speed table."""
+        return {"batch": self.batch_size, "answers": len(self.texts), "seconds": self.seconds,
+                "s/answer": self.seconds_per_answer, "tokens/s": self.tokens_per_second, "TTFT s": self.ttft,
+                "latency p50 s": self.latency(50), "latency p95 s": self.latency(95)}
+
     def __repr__(self) -> str:
         return (f"{len(self.texts)} answers, {self.new_tokens} new tokens in {self.seconds:.1f} s "
-                f"({self.tokens_per_second:.1f} tokens/s)")
+                f"({self.tokens_per_second:.1f} tokens/s, batch {self.batch_size}, TTFT {self.ttft:.2f} s, "
+                f"latency p50 {self.latency(50):.1f} s, p95 {self.latency(95):.1f} s)")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(torch.tensor(values, dtype=torch.float64).quantile(q / 100)) if values else float("nan")
+
+
+class _Clock(BaseStreamer):
+    """Times one `model.generate` call: the first new token, and the step at which each sequence ends."""
+
+    def __init__(self, stop_ids: set[int]):
+        self.stop_ids, self.ends, self.prompt_seen = stop_ids, {}, False
+        self.first: float | None = None
+        self.start = time.perf_counter()
+        self.finish = 0.0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate hands over the prompt first
+            self.prompt_seen = True
+            return
+        now = time.perf_counter() - self.start
+        self.first = self.first if self.first is not None else now
+        for row, token in enumerate(value.view(-1).tolist()):
+            if token in self.stop_ids and row not in self.ends:
+                self.ends[row] = now
+
+    def end(self) -> None:
+        self.finish = time.perf_counter() - self.start
 
 
 def as_messages(prompt, system: str | None = None) -> list[dict]:
@@ -42,29 +102,93 @@ def as_messages(prompt, system: str | None = None) -> list[dict]:
     return messages
 
 
+def _inputs(tokenizer, prompts: list, system: str | None, device) -> dict:
+    conversations = [as_messages(p, system) for p in prompts]
+    with models.padding_side(tokenizer, "left"):
+        return tokenizer.apply_chat_template(conversations, add_generation_prompt=True, padding=True,
+                                             return_tensors="pt", return_dict=True).to(device)
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    return {i for i in ids if i is not None}
+
+
 def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_size: int = 8,
-             system: str | None = None, do_sample: bool = False, **kwargs) -> Generations:
+             system: str | None = None, do_sample: bool = False, progress: bool = False, **kwargs) -> Generations:
     """Answer each prompt (a question or a list of chat messages) with the chat template, in batches.
 
     Prompts are padded on the left (new tokens are appended on the right, so each prompt must end
     there), generation stops at EOS, and the answer is decoded from the new tokens only. Greedy by
-    default, so answers are repeatable. Taught in notebook 03.
+    default, so answers are repeatable; `do_sample=True` with `temperature`/`top_p` samples. Each batch is
+    timed: time to first token and each answer's latency. Taught in notebooks 03 and 04.
     """
-    texts, new_tokens, seconds = [], 0, 0.0
+    from tqdm.auto import tqdm
+
+    texts, new_tokens, seconds, latencies, ttfts = [], 0, 0.0, [], []
+    stop_ids = _stop_ids(model, tokenizer)
     was_training = model.training
     model.eval()
-    for start in range(0, len(prompts), batch_size):
-        conversations = [as_messages(p, system) for p in prompts[start:start + batch_size]]
-        with models.padding_side(tokenizer, "left"):
-            inputs = tokenizer.apply_chat_template(conversations, add_generation_prompt=True, padding=True,
-                                                   return_tensors="pt", return_dict=True).to(model.device)
-        begin = time.perf_counter()
+    starts = range(0, len(prompts), batch_size)
+    for start in tqdm(starts, desc="generating", leave=False, disable=not progress):
+        inputs = _inputs(tokenizer, prompts[start:start + batch_size], system, model.device)
+        clock = _Clock(stop_ids)
         with torch.inference_mode():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                    pad_token_id=tokenizer.pad_token_id, **kwargs)
-        seconds += time.perf_counter() - begin
+                                    pad_token_id=tokenizer.pad_token_id, streamer=clock, **kwargs)
+        seconds += clock.finish
+        ttfts.append(clock.first if clock.first is not None else clock.finish)
+        latencies += [clock.ends.get(row, clock.finish) for row in range(len(output))]
         new = output[:, inputs["input_ids"].shape[1]:]
         new_tokens += int((new != tokenizer.pad_token_id).sum())
         texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
     model.train(was_training)
-    return Generations(texts, new_tokens, seconds)
+    return Generations(texts, new_tokens, seconds, latencies, ttfts, batch_size)
+
+
+def speed_table(model, tokenizer, prompts: list, batch_sizes: tuple[int, ...] = (1, 8, 16),
+                max_new_tokens: int = 32, **kwargs) -> pd.DataFrame:
+    """Generate the same prompts at each batch size; one row per batch size, with the speed-up per answer.
+
+    Batching fills the CPU's or GPU's wide matrix units, so answers per second rise with the batch while
+    each answer waits longer (latency). Taught in notebook 04.
+    """
+    rows = [generate(model, tokenizer, prompts, max_new_tokens, batch_size=b, **kwargs).speed() for b in batch_sizes]
+    table = pd.DataFrame(rows).set_index("batch")
+    table["speed-up per answer"] = table["s/answer"].iloc[0] / table["s/answer"]
+    return table
+
+
+def stream(model, tokenizer, prompt, max_new_tokens: int = 128, system: str | None = None,
+           **kwargs) -> Iterator[str]:
+    """Yield the answer to one prompt piece by piece as it is generated (for interactive cells).
+
+    `for piece in stream(model, tok, "Hello"): print(piece, end="", flush=True)`. Taught in notebook 04.
+    """
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    inputs = _inputs(tokenizer, [prompt], system, model.device)
+    settings = {"max_new_tokens": max_new_tokens, "pad_token_id": tokenizer.pad_token_id, "do_sample": False,
+                **kwargs}
+    was_training, failure = model.training, []
+    model.eval()
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                model.generate(**inputs, streamer=streamer, **settings)
+        except Exception as error:  # handed to the caller's thread below
+            failure.append(error)
+            streamer.end()
+
+    worker = Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        yield from streamer
+    finally:
+        worker.join()
+        model.train(was_training)
+    if failure:
+        raise failure[0]

@@ -53,3 +53,17 @@ def counts(series: pd.Series, title: str, xlabel: str = "rows"):
         ax.text(value, i, f" {value}", va="center")
     ax.set(title=title, xlabel=xlabel, ylabel="")
     return fig
+
+
+def report_card(values: pd.DataFrame, higher_is_better):
+    """Each model's value of each metric relative to the first model's (log scale; 1 = unchanged), one bar
+    per model, the metric's direction in its label. Taught in notebook 04.
+    """
+    relative = values.div(values.iloc[:, 0], axis=0).iloc[:, 1:]
+    relative.index = [f"{m} ({'↑' if h else '↓'} better)" for m, h in zip(values.index, higher_is_better, strict=True)]
+    relative = relative.iloc[::-1]
+    fig, ax = _figure(7, 0.35 * len(relative) * max(1, relative.shape[1] / 2) + 1.2)
+    relative.plot.barh(ax=ax, width=0.8, logx=True)
+    ax.axvline(1, color="grey", linewidth=1)
+    ax.set(title=f"Relative to {values.columns[0]}", xlabel=f"value ÷ {values.columns[0]}'s value (log scale)")
+    return fig

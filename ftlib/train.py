@@ -229,6 +229,15 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return None
 
 
+def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Path:
+    """Where train.train keeps a run of a preset or hub id unless told otherwise: runs/03_<method>_<model>_<lang>.
+
+    Taught in notebook 03; notebook 04 finds notebook 03's adapter there.
+    """
+    name = model if "/" in model else models.resolve(model, lang).name
+    return env.runs_dir() / f"03_{method}_{name.replace('/', '_')}_{lang}"
+
+
 def train(model="auto", dataset=None, output_dir: str | Path | None = None, method: str = "qlora", r: int = 16,
           alpha: int | None = None, dropout: float = 0.05, target: str | list[str] = "all-linear",
           early_stopping: int | None = None, resume: bool = False, live: bool = True, lang: str = "en",
@@ -255,10 +264,11 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     if isinstance(model, tuple):
         model, tokenizer = model
         name = Path(model.config.name_or_path).name or "model"
+        output_dir = Path(output_dir or env.runs_dir() / f"03_{method}_{name}_{lang}")
     else:
         name = model if "/" in model else models.resolve(model, lang).name
+        output_dir = Path(output_dir or run_dir(model, method, lang))
         model, tokenizer = models.load(model, quantization="4bit" if method == "qlora" else None, lang=lang)
-    output_dir = Path(output_dir or env.runs_dir() / f"03_{method}_{name.replace('/', '_')}_{lang}")
     args = sft_config(output_dir, best=early_stopping is not None, **config)
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if quantized:

@@ -1,0 +1,48 @@
+"""Generation speed (P2): per-answer speed-up of batch 16 over batch 1 with ftlib.generate, and ftlib.generate
+vs a plain one-prompt-at-a-time `model.generate` loop, on the offline default model (smollm2-135m, fp32).
+
+Run: .venv/bin/python bench/generation.py [--prompts 32] [--tokens 32]
+
+Targets (issues 6 and 9): batch 16 >= 5x faster per answer than batch 1. Greedy decoding with the same
+prompts and token limit everywhere; answers stop at EOS. The last line is the batch-16 speed-up.
+"""
+
+import argparse
+import os
+import time
+
+
+def main() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--tokens", type=int, default=32)
+    args = parser.parse_args()
+
+    import torch
+
+    from ftlib import data, generate, models
+
+    model, tok = models.load("smollm2-135m")
+    prompts = [row["prompt"] for row in data.course_dataset("en")["test"]][:args.prompts]
+    generate.generate(model, tok, prompts[:2], max_new_tokens=4)  # warm-up
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for prompt in prompts:  # what a first attempt looks like: one prompt at a time, no batching
+            inputs = tok.apply_chat_template([prompt], add_generation_prompt=True, return_tensors="pt",
+                                             return_dict=True)
+            model.generate(**inputs, max_new_tokens=args.tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+    plain = (time.perf_counter() - start) / len(prompts)
+
+    table = generate.speed_table(model, tok, prompts, batch_sizes=(1, 8, 16), max_new_tokens=args.tokens)
+    print(f"{len(prompts)} prompts, up to {args.tokens} new tokens each, torch threads {torch.get_num_threads()}")
+    print(table.round(3).to_string())
+    print(f"plain model.generate loop: {plain:.3f} s/answer; ftlib.generate batch 1: "
+          f"{table.loc[1, 's/answer']:.3f} s/answer; batch 16: {table.loc[16, 's/answer']:.3f} s/answer")
+    print(f"ftlib.generate batch 16 vs plain loop: {plain / table.loc[16, 's/answer']:.1f}x per answer")
+    print(f"batch 16 vs batch 1 per answer: {table.loc[16, 'speed-up per answer']:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

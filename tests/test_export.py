@@ -1,0 +1,114 @@
+"""Export: a merge matches base + adapter (LoRA and QLoRA, never into a 4-bit base), a saved model reloads to the
+same outputs with its chat template and card, sizes, two adapters switched on one base, push needs a token."""
+
+import pytest
+import torch
+from peft import PeftModel, get_peft_model
+
+from ftlib import export, generate, models, train
+
+
+def make_adapter(folder, model="tiny-random", quantization=None, seed=0, std=0.5):
+    """Save a LoRA adapter with random B matrices: peft starts B at zero, which would make every merge a no-op."""
+    base, _ = models.load(model, quantization=quantization)
+    tuned = get_peft_model(base, train.lora_config(base, r=4))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, weight in tuned.named_parameters():
+            if "lora_B" in name:
+                weight.copy_(torch.randn(weight.shape, generator=generator) * std)
+    tuned.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    return {"lora": make_adapter(root / "lora"), "qlora": make_adapter(root / "qlora", quantization="4bit", seed=1),
+            "en": make_adapter(root / "en", seed=2), "ja": make_adapter(root / "ja", seed=3)}
+
+
+def logits(model, tok, prompts=export.PROBES):
+    with torch.inference_mode():
+        return model(**generate._inputs(tok, prompts, None, model.device)).logits
+
+
+def test_merge_matches_base_plus_adapter(tiny, adapters):
+    merged, tok, check = export.merge("tiny-random", adapters["lora"])
+    assert not isinstance(merged, PeftModel) and not any("lora_" in n for n, _ in merged.named_modules())
+    assert check.passed and check.identical == check.total == len(export.PROBES)
+    assert check.max_logit_diff < 1e-3 == check.tolerance
+    assert (logits(merged, tok) - logits(*tiny)).abs().max() > 0.1  # the adapter really changes the model
+    assert "identical greedy answers" in check._repr_html_() and "4 / 4" in repr(check)
+
+
+def test_qlora_adapter_merges_into_the_unquantized_base(adapters):
+    merged, _, check = export.merge("tiny-random", adapters["qlora"])
+    assert check.passed and not export.is_quantized(merged) and merged.dtype == torch.float32
+    assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
+
+
+def test_merge_refuses_a_4bit_base_unless_told_to_reload(adapters):
+    four_bit = models.load("tiny-random", quantization="4bit")
+    with pytest.raises(export.QuantizedBaseError, match="4 or 8 bits.*silently damages"):
+        export.merge(four_bit, adapters["qlora"])
+    with pytest.warns(UserWarning, match="reloaded unquantized"):
+        merged, _, check = export.merge(four_bit, adapters["qlora"], reload_quantized=True)
+    assert check.passed and not export.is_quantized(merged)
+
+
+def test_save_reload_keeps_outputs_template_and_card(adapters, tmp_path):
+    merged, tok, _ = export.merge("tiny-random", adapters["lora"])
+    card = {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "adapter": str(adapters["lora"]),
+            "data": "support questions (en)", "training": {"method": "lora", "r": 4},
+            "metrics": {"fact hit rate": 0.42}}
+    folder = export.save(merged, tok, tmp_path / "merged", card=card)
+    assert (folder / "model.safetensors").is_file()
+    model, tok2 = export.reload(folder)
+    assert tok2.chat_template == tok.chat_template and tok2.pad_token_id == tok.pad_token_id
+    assert torch.equal(logits(model, tok2), logits(merged, tok))
+    texts = generate.generate(merged, tok, export.PROBES, 12).texts
+    assert generate.generate(model, tok2, export.PROBES, 12).texts == texts
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in readme
+    assert all(f"## {s}" in readme for s in ["Base model", "Adapter", "Data", "Training", "Metrics", "How to use"])
+    assert "| fact hit rate | 0.42 |" in readme
+
+    table = export.sizes(adapters["lora"], folder)
+    assert list(table.index) == ["LoRA adapter (needs its base)", "merged model (float32)", "merged model, 4-bit NF4"]
+    adapter_mb, merged_mb, four_bit_mb = table["MB on disk"]
+    assert 0 < adapter_mb < merged_mb and 0 < four_bit_mb < merged_mb and table["MB in memory"].iloc[2] > 0
+
+
+def test_two_adapters_switch_on_one_base(tiny, adapters):
+    model, tok = models.load("tiny-random")
+    both = export.load_adapters(model, {"en": adapters["en"], "ja": adapters["ja"]})
+    assert export.adapter_names(both) == ["en", "ja"] and both.active_adapter == "en"
+    table = export.side_by_side(both, tok, export.PROBES[:2], max_new_tokens=8)
+    assert list(table.columns) == ["en", "ja", "base"] and list(table.index) == export.PROBES[:2]
+    assert (table["en"] != table["ja"]).all() and (table["en"] != table["base"]).all()
+    assert table["base"].tolist() == generate.generate(*tiny, export.PROBES[:2], 8).texts
+    both.set_adapter("ja")
+    with both.disable_adapter():
+        assert torch.equal(logits(both, tok), logits(*tiny))
+    assert not torch.equal(logits(both, tok), logits(*tiny))
+    with pytest.raises(ValueError, match="unknown adapter 'fr'; loaded: base, en, ja"):
+        export.answer_with(both, tok, ["Hi"], "fr")
+
+
+def test_push_without_a_token_says_where_to_put_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert export.hf_token() is None
+    with pytest.raises(RuntimeError, match="no Hugging Face token.*Secrets > add HF_TOKEN.*export HF_TOKEN"):
+        export.push(tmp_path, "someone/model")
+    monkeypatch.setenv("HF_TOKEN", "hf_test")
+    assert export.hf_token() == "hf_test"
+
+
+@pytest.mark.slow
+def test_smollm2_merge_matches_base_plus_adapter(smollm2, tmp_path):
+    adapter = make_adapter(tmp_path / "adapter", "smollm2-135m", std=0.01)
+    merged, _, check = export.merge("smollm2-135m", adapter, probes=export.PROBES[::3], max_new_tokens=8)
+    assert check.passed and check.identical == check.total == 2, check
+    weight = merged.model.layers[0].self_attn.q_proj.weight
+    assert (weight - smollm2[0].model.layers[0].self_attn.q_proj.weight).abs().max() > 1e-3  # the adapter was merged

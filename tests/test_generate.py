@@ -1,0 +1,56 @@
+"""ftlib.generate: batching must not change greedy answers; timings are real; streaming yields the same text."""
+
+import pytest
+
+from ftlib import generate
+
+QUESTIONS = ["Hi", "What is the capital of France? Answer in one word.", "How long is the warranty?",
+             "Tell me a very short story about a cat that learns to fly over the sea.", "2+2?"]
+
+
+@pytest.mark.parametrize("fixture", ["tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
+def test_batched_greedy_equals_one_by_one(fixture, request):
+    model, tok = request.getfixturevalue(fixture)
+    batched = generate.generate(model, tok, QUESTIONS, max_new_tokens=12, batch_size=5)
+    alone = generate.generate(model, tok, QUESTIONS, max_new_tokens=12, batch_size=1)
+    assert batched.texts == alone.texts
+    assert tok.padding_side == "right"  # left padding was only borrowed for generation
+
+
+def test_timings_are_consistent(tiny):
+    model, tok = tiny
+    out = generate.generate(model, tok, QUESTIONS, max_new_tokens=10, batch_size=2)
+    assert len(out.texts) == len(out.latencies) == 5 and len(out.ttfts) == 3 and out.batch_size == 2
+    assert 0 < out.ttft <= max(out.latencies) and out.latency(50) <= out.latency(95) <= max(out.latencies)
+    assert sum(out.ttfts) <= out.seconds and out.new_tokens > 0 and out.tokens_per_second > 0
+    row = out.speed()
+    assert row["answers"] == 5 and row["s/answer"] == pytest.approx(out.seconds / 5)
+
+
+def test_an_answer_that_stops_early_has_a_shorter_latency(tiny):
+    model, tok = tiny
+    # the first answer may only say EOS (so it ends at once), the second never can
+    eos = tok.eos_token_id
+    out = generate.generate(model, tok, ["a", "b"], max_new_tokens=20, batch_size=2, min_new_tokens=0,
+                            prefix_allowed_tokens_fn=lambda row, ids: [eos] if row == 0 else list(range(5, 50)))
+    assert out.texts[0] == "" and out.latencies[0] < out.latencies[1]
+
+
+def test_speed_table_has_one_row_per_batch_size(tiny):
+    model, tok = tiny
+    table = generate.speed_table(model, tok, QUESTIONS * 2, batch_sizes=(1, 5), max_new_tokens=6)
+    assert list(table.index) == [1, 5] and table.loc[1, "speed-up per answer"] == 1
+    assert (table["answers"] == 10).all()
+
+
+def test_stream_yields_the_greedy_answer(tiny):
+    model, tok = tiny
+    pieces = list(generate.stream(model, tok, QUESTIONS[1], max_new_tokens=12))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == generate.generate(model, tok, [QUESTIONS[1]], max_new_tokens=12).texts[0]
+
+
+def test_stream_passes_errors_to_the_caller(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError):
+        list(generate.stream(model, tok, "Hi", max_new_tokens=4, num_beams=2))  # beam search cannot stream
