@@ -409,3 +409,45 @@ def _win_rate(answer: Any) -> bool:
 )
 def _batching(answer: Any) -> bool:
     return _norm(answer).strip("() ") == "a"
+
+
+# --- notebook 07 -------------------------------------------------------------------------------
+
+@exercise(
+    "07.merge_4bit",
+    {"en": "You trained a QLoRA adapter. Into what do you merge it? (a) the 4-bit base it was trained on "
+           "(b) the base loaded in 16 bits (c) it cannot be merged",
+     "ja": "QLoRA でアダプタを学習しました。何にマージしますか？ (a) 学習に使った 4-bit のベース "
+           "(b) 16 bit で読み込んだベース (c) マージできない"},
+    {"en": "Look at the logit differences in section 1's table.", "ja": "1 節の表のロジット差を見てみましょう。"},
+    {"en": "(b): merging into 4-bit weights means re-quantizing them, and the model no longer answers as trained.",
+     "ja": "(b)。4-bit の重みへのマージは重みの再量子化を伴い、学習したとおりに答えなくなります。"},
+)
+def _merge_4bit(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"
+
+
+@exercise(
+    "07.base",
+    {"en": "A PeftModel holds two adapters. Which peft method (a context manager) answers with the plain base?",
+     "ja": "PeftModel に2つのアダプタがあります。素のベースモデルで答えさせる peft のメソッド"
+           "（コンテキストマネージャ）は？"},
+    {"en": "Read export.answer_with's source: help(export.answer_with) or export.answer_with??",
+     "ja": "export.answer_with のソースを読んでみましょう（export.answer_with??）。"},
+    {"en": "disable_adapter (with model.disable_adapter(): ...)",
+     "ja": "disable_adapter（with model.disable_adapter(): ...）"},
+)
+def _base(answer: Any) -> bool:
+    return _norm(answer).removeprefix("model.").removesuffix("()") == "disable_adapter"
+
+
+@exercise(
+    "07.status",
+    {"en": "Which HTTP status code does the endpoint answer to an empty message?",
+     "ja": "空のメッセージに対して、エンドポイントはどの HTTP ステータスコードを返しますか？"},
+    {"en": "Look at the table of bad requests in section 4.", "ja": "4 節の不正なリクエストの表を見てみましょう。"},
+    {"en": "422 (Unprocessable Content): the request is well-formed JSON but its content is invalid.",
+     "ja": "422（Unprocessable Content）。JSON としては正しいが、内容が不正です。"},
+)
+def _status(answer: Any) -> bool:
+    return str(answer).strip() == "422"

@@ -229,6 +229,38 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return None
 
 
+CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
+
+
+def course_settings(on_gpu: bool | None = None) -> dict:
+    """Notebook 03's defaults: on a GPU a full epoch over all intents at lr 2e-4; on a CPU 22 steps of 8 rows at
+    lr 3e-3 over two intents whose facts recur most (CPU_FOCUS): about two minutes. Taught in notebook 03.
+    """
+    from ftlib import data
+
+    on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
+    common = {"batch": 8, "max_length": 384, "eval_steps": 11}
+    if on_gpu:
+        return {"focus": data.INTENTS, "max_steps": -1, "lr": 2e-4, **common}
+    return {"focus": CPU_FOCUS, "max_steps": 22, "lr": 3e-3, **common}
+
+
+def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0) -> Path:
+    """Notebook 03's adapter for this model, method and language (under run_dir); trained again with
+    course_settings() when it is missing, so later notebooks run on their own. Taught in notebook 04.
+    """
+    from ftlib import data
+
+    adapter = run_dir(model, method, lang) / "adapter"
+    if (adapter / "adapter_config.json").exists():
+        return adapter
+    print(f"{adapter} is missing: training it as notebook 03 does")
+    settings = course_settings()
+    focus = settings.pop("focus")
+    dataset = data.course_dataset(lang).filter(lambda row: row["intent"] in focus)
+    return train(model, dataset, method=method, lang=lang, seed=seed, **settings).adapter_path
+
+
 def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Path:
     """Where train.train keeps a run of a preset or hub id unless told otherwise: runs/03_<method>_<model>_<lang>.
 

@@ -163,3 +163,22 @@ def test_two_processes_under_accelerate(tmp_path):
     assert len(list(out.glob("adapter/adapter_model.safetensors"))) == 1
     step, _ = final_state(out)
     assert step == 4
+
+
+def test_course_settings_follow_the_machine():
+    cpu, gpu = train.course_settings(on_gpu=False), train.course_settings(on_gpu=True)
+    assert cpu["focus"] == train.CPU_FOCUS and cpu["max_steps"] > 0 and cpu["lr"] > gpu["lr"]
+    assert set(gpu["focus"]) == set(data.INTENTS) and gpu["max_steps"] == -1
+
+
+def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch):
+    from ftlib import env
+
+    monkeypatch.setattr(env, "runs_dir", lambda: tmp_path)
+    monkeypatch.setattr(train, "course_settings", lambda: {"focus": ("pricing",), "max_steps": 1, "lr": 1e-3,
+                                                           "batch": 2, "max_length": 192, "eval_steps": 1})
+    adapter = train.course_adapter("tiny-random", "lora", "en")
+    assert adapter == train.run_dir("tiny-random", "lora", "en") / "adapter" and adapter.is_relative_to(tmp_path)
+    made = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
+    assert train.course_adapter("tiny-random", "lora", "en") == adapter  # found, not trained again
+    assert (adapter / "adapter_model.safetensors").stat().st_mtime_ns == made
