@@ -102,11 +102,13 @@ def _in_notebook() -> bool:
 class LiveLoss(TrainerCallback):
     """Draws training and validation loss while training runs (in Jupyter; silent elsewhere).
 
-    Taught in notebook 03.
+    Redraws after each evaluation and at most every `every` seconds in between (a redraw costs time that
+    training should get), and once at the end. Taught in notebook 03.
     """
 
-    def __init__(self, title: str = "loss"):
+    def __init__(self, title: str = "loss", every: float = 5.0):
         self.title, self.train, self.val, self.handle, self.fig = title, [], [], None, None
+        self.every, self.drawn = every, float("-inf")
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -114,6 +116,11 @@ class LiveLoss(TrainerCallback):
             self.train.append((state.global_step, logs["loss"]))
         if "eval_loss" in logs:
             self.val.append((state.global_step, logs["eval_loss"]))
+        due = "eval_loss" in logs or time.monotonic() - self.drawn >= self.every
+        if due and state.is_world_process_zero and _in_notebook():
+            self._draw(state.max_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and _in_notebook():
             self._draw(state.max_steps)
 
@@ -135,6 +142,7 @@ class LiveLoss(TrainerCallback):
             self.handle = display(self.fig, display_id=True)
         else:
             self.handle.update(self.fig)
+        self.drawn = time.monotonic()
 
 
 @dataclass(repr=False)

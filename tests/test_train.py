@@ -182,3 +182,21 @@ def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch):
     made = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
     assert train.course_adapter("tiny-random", "lora", "en") == adapter  # found, not trained again
     assert (adapter / "adapter_model.safetensors").stat().st_mtime_ns == made
+
+
+def test_live_loss_redraws_after_evaluations_and_at_most_every_few_seconds(monkeypatch):
+    from types import SimpleNamespace
+
+    drawn = []
+    monkeypatch.setattr(train, "_in_notebook", lambda: True)
+    live = train.LiveLoss("test", every=3600)
+    monkeypatch.setattr(live, "_draw", lambda max_steps: (drawn.append(max_steps), setattr(live, "drawn", 0.0)))
+    monkeypatch.setattr(train.time, "monotonic", lambda: 1.0)
+    state = SimpleNamespace(global_step=1, max_steps=10, is_world_process_zero=True)
+    for step in range(1, 6):
+        state.global_step = step
+        live.on_log(None, state, None, logs={"loss": 1.0 / step})
+    assert len(drawn) == 1 and len(live.train) == 5  # the first log draws; the next four are within the interval
+    live.on_log(None, state, None, logs={"eval_loss": 0.5})
+    live.on_train_end(None, state, None)
+    assert len(drawn) == 3 and live.val == [(5, 0.5)]
