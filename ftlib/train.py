@@ -207,7 +207,8 @@ def sft_config(output_dir: str | Path, *, lr: float = 2e-4, max_steps: int = -1,
     checkpointing = on_gpu if gradient_checkpointing is None else gradient_checkpointing
     return SFTConfig(
         output_dir=str(output_dir), learning_rate=lr, max_steps=max_steps, num_train_epochs=epochs,
-        per_device_train_batch_size=batch, per_device_eval_batch_size=batch, gradient_accumulation_steps=grad_accum,
+        per_device_train_batch_size=batch, per_device_eval_batch_size=max(batch, 8),  # evaluation needs no grads
+        gradient_accumulation_steps=grad_accum,
         lr_scheduler_type="cosine", warmup_steps=warmup, weight_decay=weight_decay,
         max_length=max_length, completion_only_loss=True, train_sampling_strategy="group_by_length",
         eval_strategy="steps", eval_steps=eval_steps, eval_on_start=True,
