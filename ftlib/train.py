@@ -228,11 +228,11 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     disconnect during a checkpoint); it is skipped with a warning instead of crashing the resume.
     Taught in notebook 03.
     """
-    folders = sorted((p for p in Path(output_dir).glob("checkpoint-*") if p.name[11:].isdigit()),
-                     key=lambda p: int(p.name[11:]), reverse=True)
-    for folder in folders:
-        if (folder / "trainer_state.json").is_file():
-            return str(folder)
+    from transformers.trainer_utils import sort_checkpoints
+
+    for folder in reversed(sort_checkpoints(str(output_dir))):  # the Trainer's own order: by step
+        if (Path(folder) / "trainer_state.json").is_file():
+            return folder
         warnings.warn(f"{folder} is incomplete (the run was cut off while saving it); resuming from an earlier one",
                       stacklevel=2)
     return None
