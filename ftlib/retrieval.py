@@ -2,10 +2,11 @@
 
 Notebook 05 compares three ways to give a model the company's facts: a prompt (instructions, the fact
 sheet and a few examples), RAG (the passages closest to the question) and fine-tuning. The retriever is
-scikit-learn's TF-IDF with cosine nearest neighbours: no model, indexed in milliseconds on a CPU.
-English is cut into words; Japanese has no spaces between words, so it is cut into character n-grams
-(measured on the course's Japanese test questions: recall@3 0.09 with words, most questions sharing no whole
-"word" with any passage, and 0.77 with characters and character pairs).
+scikit-learn's TF-IDF with cosine nearest neighbours: no model, indexed in well under a second on a CPU.
+English is cut into words. Japanese has no spaces between words: split on spaces, most questions share no
+"word" with any passage (recall@3 0.09 on the course's Japanese test questions); character 1-2-grams give
+0.77; Janome's morphological analysis (dictionary words, pure Python), keeping the base forms of content
+words, gives 0.91 (0.81 on the validation questions, where the settings were chosen).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from ftlib import data, env, metrics
@@ -21,10 +23,32 @@ from ftlib import data, env, metrics
 LANGS = ("en", "ja")
 FACT_SHEET = env.ROOT / "data" / "company_facts.md"
 SECTIONS = {"en": "## English", "ja": "## 日本語"}
+CONTENT_POS = ("名詞", "動詞", "形容詞", "副詞")  # nouns, verbs, adjectives, adverbs: particles carry grammar
+MASKS = re.compile(r"<[A-Z]+>")  # data.mask_pii's placeholders: no topic in them
+
+
+@cache
+def _janome():
+    from janome.tokenizer import Tokenizer
+
+    return Tokenizer()
+
+
+def japanese_words(text: str) -> list[str]:
+    """The base forms of the content words of Japanese `text` (Janome), lower-cased: 届きました -> 届く.
+
+    The analyzer of the Japanese retriever (TFIDF["ja"]). Taught in notebook 05.
+    """
+    return [(token.base_form if token.base_form != "*" else token.surface).lower()
+            for token in _janome().tokenize(MASKS.sub(" ", text))
+            if token.part_of_speech.split(",")[0] in CONTENT_POS]
+
+
 TFIDF = {  # TfidfVectorizer settings per language, chosen on the validation questions
     "en": {"analyzer": "word", "ngram_range": (1, 2), "stop_words": "english", "sublinear_tf": True},
-    "ja": {"analyzer": "char_wb", "ngram_range": (1, 2)},  # characters and character pairs: no word boundaries
+    "ja": {"analyzer": japanese_words, "sublinear_tf": True},  # no spaces between words: a dictionary finds them
 }
+CHAR_NGRAMS = {"analyzer": "char_wb", "ngram_range": (1, 2)}  # the dictionary-free alternative for Japanese
 COLON = {"en": ": ", "ja": "："}
 RAG_INSTRUCTIONS = {
     "en": ("Answer the question using the reference passages below. If they do not contain the answer, say "
