@@ -200,6 +200,19 @@ def quant_bytes(quant: str = "nf4", double_quant: bool = True) -> float:
     raise ValueError(f"quant must be 'nf4', 'fp4' or 'int8', not {quant!r}")
 
 
+def kv_cache_bytes(config, tokens: int, batch: int = 1, dtype: str | torch.dtype = "float32") -> int:
+    """Bytes of the key/value cache that generation keeps for `tokens` positions of `batch` sequences.
+
+    2 (keys and values) x layers x key/value heads x head size x tokens x batch x bytes per value: it grows
+    with the prompt, which is what a long prompt (few-shot, RAG) costs in memory. Taught in notebook 05.
+    """
+    config = _text_config(config)
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * tokens * batch * _size(_dtype(dtype))
+
+
 # --- the estimate ---------------------------------------------------------------------------------------------
 
 def _gib(n: float | None) -> str:

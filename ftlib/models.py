@@ -191,7 +191,7 @@ def set_pad_token(tokenizer, model=None) -> str:
                 model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
-        if model.generation_config is not None:
+        if getattr(model, "generation_config", None) is not None:  # a classifier has none
             model.generation_config.pad_token_id = tokenizer.pad_token_id
     return tokenizer.pad_token
 
@@ -222,13 +222,15 @@ def _hub_error(hub_id: str, error: Exception) -> ModelLoadError:
 
 
 def load(name: str = "auto", quantization: str | None = None, dtype: str | torch.dtype = "auto",
-         padding_side: str = "right", lang: str = "en"):
+         padding_side: str = "right", lang: str = "en", model_class=None, **model_kwargs):
     """Load (model, tokenizer) for a preset name or a hub id, ready for fine-tuning.
 
     quantization: None, "8bit" or "4bit" (bitsandbytes; "4bit" = NF4 + double quantization, QLoRA).
     dtype: "auto" takes env.compute_dtype() (fp32 on CPU, fp16 on a T4, bf16 on Ampere+).
     padding_side: "right" for training; use padding_side(tok, "left") to generate in batches.
     lang: which hub model "auto" picks on a GPU ("ja" takes a Japanese-specialised one).
+    model_class: the transformers Auto class (default AutoModelForCausalLM; notebook 06 passes
+    AutoModelForSequenceClassification); model_kwargs go to its from_pretrained (e.g. num_labels).
     Taught in notebook 00.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -245,14 +247,14 @@ def load(name: str = "auto", quantization: str | None = None, dtype: str | torch
         dtype = env.compute_dtype()[0]
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    kwargs = {"dtype": dtype, "trust_remote_code": False}
+    kwargs = {"dtype": dtype, "trust_remote_code": False, **model_kwargs}
     if quantization:
         kwargs["quantization_config"] = quantization_config(quantization, dtype)
     if env.device() == "cuda":
         kwargs["device_map"] = {"": 0}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = (model_class or AutoModelForCausalLM).from_pretrained(source, **kwargs)
     except OSError as error:
         if remote:
             raise _hub_error(source, error) from error

@@ -50,6 +50,18 @@ TFIDF = {  # TfidfVectorizer settings per language, chosen on the validation que
 }
 CHAR_NGRAMS = {"analyzer": "char_wb", "ngram_range": (1, 2)}  # the dictionary-free alternative for Japanese
 COLON = {"en": ": ", "ja": "："}
+SECTION_JA = {"Company": "会社概要", "Products": "製品", "Setup and troubleshooting": "設定・トラブルシューティング",
+              "Ordering and shipping": "注文・配送", "Order status": "注文状況", "Returns and refunds": "返品・返金",
+              "Warranty": "保証", "Support and contact": "サポート・お問い合わせ", "Account and login": "アカウント・ログイン",
+              "Billing and payment": "お支払い", "Subscription: Tsubame Cloud Plus": "サブスクリプション：Tsubame Cloud Plus"}
+INTENT_SECTIONS = {  # the fact sheet's sections that answer each intent (out-of-scope questions have none)
+    "product_info": ("Company", "Products"), "pricing": ("Products", "Ordering and shipping"),
+    "setup_troubleshooting": ("Setup and troubleshooting", "Products"), "shipping": ("Ordering and shipping",),
+    "order_status": ("Order status",), "returns_refunds": ("Returns and refunds",), "warranty": ("Warranty",),
+    "contact_hours": ("Support and contact",), "account_login": ("Account and login",),
+    "billing_payment": ("Billing and payment",), "subscription": ("Subscription: Tsubame Cloud Plus",),
+    "out_of_scope": (),
+}
 RAG_INSTRUCTIONS = {
     "en": ("Answer the question using the reference passages below. If they do not contain the answer, say "
            "that you are not sure and suggest contacting support.\n\nReference passages:"),
@@ -146,23 +158,30 @@ def qa_passages(rows, lang: str = "en") -> list[str]:
     return [f"Q: {question}\nA: {answer}" for question, answer in map(_question_answer, rows)]
 
 
-def fact_passages(lang: str = "en", path: str | Path = FACT_SHEET) -> list[str]:
+def fact_passages(lang: str = "en", path: str | Path = FACT_SHEET, intents: Sequence[str] | None = None) -> list[str]:
     """The fact sheet's section in `lang`, one passage per bullet, paragraph or table row, led by its heading.
 
     A table row reads "first cell: second cell", or with more columns "first cell: header: cell; ...".
-    Taught in notebook 05.
+    `intents` keeps only the sections that answer them (INTENT_SECTIONS): a shorter prompt for a small
+    context window. Taught in notebook 05.
     """
     _check_lang(lang)
     text = Path(path).read_text(encoding="utf-8")
     if SECTIONS[lang] not in text:
         raise ValueError(f"{path} has no {SECTIONS[lang]!r} section")
-    colon, passages, heading, header = COLON[lang], [], "", None
+    if unknown := set(intents or ()) - set(INTENT_SECTIONS):
+        raise ValueError(f"unknown intents {sorted(unknown)}; known: {sorted(INTENT_SECTIONS)}")
+    wanted = None if intents is None else {
+        name if lang == "en" else SECTION_JA[name] for intent in intents for name in INTENT_SECTIONS[intent]}
+    colon, passages, heading, header, section = COLON[lang], [], "", None, ""
     for raw in text.split(SECTIONS[lang], 1)[1].split("\n## ", 1)[0].splitlines():
         line = raw.strip().replace("`", "")
         if not line.startswith("|"):
             header = None
+        if wanted is not None and section not in wanted and not line.startswith("### "):
+            continue
         if line.startswith("### "):
-            heading = line[4:]
+            heading = section = line[4:]
         elif re.fullmatch(r"\*\*[^*]+\*\*", line):  # a bold line alone names a sub-section
             heading = line.strip("*")
         elif line.startswith("|"):

@@ -238,6 +238,7 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return None
 
 
+SUMMARY = "train_summary.json"  # TrainResult.summary() saved next to the adapter: steps, seconds, losses
 CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
 
 
@@ -340,6 +341,7 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
         tokens_per_second=counter.real / seconds if seconds else float("nan"), real_token_share=counter.real_share,
         seconds=seconds, trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     )
+    (adapter / SUMMARY).write_text(result.summary().to_json(indent=1), encoding="utf-8")  # the cost, for notebook 05
     del trainer, model, counter
     gc.collect()  # the next run in the same notebook gets the memory back
     return result

@@ -216,3 +216,14 @@ def test_measurements_display_beside_estimates(measured):
     assert list(table["kind"]) == ["estimate", "measured"]
     fig = memory.plot([est, got])
     plt.close(fig)
+
+
+def test_kv_cache_bytes_equal_the_cache_generation_keeps(tiny):
+    model, tok = tiny
+    ids = tok(["a short prompt", "another prompt here"], return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        cache = model(**ids, use_cache=True).past_key_values
+    kept = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    tokens, batch = ids["input_ids"].shape[1], ids["input_ids"].shape[0]
+    assert memory.kv_cache_bytes(model.config, tokens, batch, model.dtype) == kept
+    assert memory.kv_cache_bytes(model.config, 2 * tokens, batch, model.dtype) == 2 * kept  # linear in the prompt

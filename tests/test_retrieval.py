@@ -96,6 +96,18 @@ def test_fact_passages_cover_the_fact_sheet(lang, facts, other_language):
     assert all(p.startswith("[") and "**" not in p and "|" not in p for p in passages)  # heading, no markdown
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_fact_passages_of_some_intents(lang):
+    everything = retrieval.fact_passages(lang)
+    contact = retrieval.fact_passages(lang, intents=["contact_hours"])
+    assert contact and set(contact) < set(everything) and any("0120-000-000" in p for p in contact)
+    assert not any("480" in p for p in contact)  # the subscription's price is in another section
+    assert retrieval.fact_passages(lang, intents=["out_of_scope"]) == []
+    assert retrieval.fact_passages(lang, intents=list(retrieval.INTENT_SECTIONS)) == everything  # all sections named
+    with pytest.raises(ValueError, match="unknown intents"):
+        retrieval.fact_passages(lang, intents=["refunds"])
+
+
 def test_rag_messages_include_the_passages():
     hits = [Hit("Q: a\nA: first", 0.9, 0), Hit("Q: b\nA: second", 0.5, 1)]
     messages = retrieval.rag_messages("How long is the warranty?", hits)

@@ -66,6 +66,8 @@ def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path)
     assert result.history["step"].iloc[0] == 0 and losses.iloc[-1] < losses.iloc[0]
     assert (result.adapter_path / "adapter_config.json").exists()
     assert (result.adapter_path / "adapter_model.safetensors").exists()
+    saved = json.loads((result.adapter_path / train.SUMMARY).read_text())
+    assert saved["seconds"] == pytest.approx(result.seconds, abs=0.1) and saved["steps"] == result.history["step"].max()
     assert 0.5 < result.real_token_share <= 1 and result.tokens_per_second > 0
 
 
