@@ -451,3 +451,51 @@ def _base(answer: Any) -> bool:
 )
 def _status(answer: Any) -> bool:
     return str(answer).strip() == "422"
+
+
+# --- notebook 05 -------------------------------------------------------------------------------
+
+@exercise(
+    "05.spaces",
+    {"en": "Which way of cutting Japanese text into terms gave the retriever the lowest recall@3? (a) dictionary "
+           "words (b) characters and character pairs (c) splitting on spaces",
+     "ja": "日本語の文を語に分ける方法のうち、recall@3 が最も低かったのはどれですか？ (a) 辞書による単語 "
+           "(b) 文字と2文字の組 (c) 空白で区切る"},
+    {"en": "Run section 1's recall table with LANG = \"ja\".",
+     "ja": "LANG = \"ja\" で 1 節の recall の表を見てみましょう。"},
+    {"en": "(c): Japanese has no spaces between words, so each sentence becomes one \"word\" that matches nothing.",
+     "ja": "(c)。日本語には語の間に空白がないため、文全体が1つの「語」になり、何にも一致しません。"},
+)
+def _spaces(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "c"
+
+
+@exercise(
+    "05.kv_bytes",
+    {"en": "How many bytes of key/value cache does SmolLM2-135M keep per token in fp32? (30 layers, 3 key/value "
+           "heads of size 64)",
+     "ja": "SmolLM2-135M は fp32 で 1 トークンあたり何バイトのキー・バリューキャッシュを持ちますか？"
+           "（30 層、サイズ 64 のキー・バリューヘッドが 3 つ）"},
+    {"en": "Keys and values: 2 x layers x heads x head size x bytes per value; or memory.kv_cache_bytes.",
+     "ja": "キーとバリューで 2 × 層数 × ヘッド数 × ヘッドのサイズ × 1 値のバイト数。"
+           "memory.kv_cache_bytes でも計算できます。"},
+    {"en": "46,080 bytes (2 x 30 x 3 x 64 x 4): a 1,000-token prompt keeps 46 MB per answer.",
+     "ja": "46,080 バイト（2 × 30 × 3 × 64 × 4）。1,000 トークンのプロンプトなら 1 回答あたり 46 MB です。"},
+)
+def _kv_bytes(answer: Any) -> bool:
+    return int(str(answer).replace(",", "")) == 2 * 30 * 3 * 64 * 4
+
+
+@exercise(
+    "05.paid_once",
+    {"en": "Which column of the comparison table is a cost paid once, not on every question? (a) prompt tokens "
+           "(b) set-up s (c) s/answer",
+     "ja": "比較表のうち、質問ごとではなく一度だけ払うコストの列はどれですか？ (a) prompt tokens "
+           "(b) set-up s (c) s/answer"},
+    {"en": "Which column would not grow if you asked ten times as many questions?",
+     "ja": "質問を10倍にしても増えない列はどれでしょう？"},
+    {"en": "(b): training or indexing happens once; prompt tokens and time are paid again for every question.",
+     "ja": "(b)。学習やインデックス作成は一度だけで、プロンプトのトークンと時間は質問のたびにかかります。"},
+)
+def _paid_once(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"

@@ -7,6 +7,7 @@ RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "
          "03.overfit": "(b)", "03.t4_flag": "fp16=True", "03.resume": "resume",
          "02.smallest": "qlora", "02.adamw_bytes": 8, "02.llama_full": False, "02.checkpointing": "a",
          "04.ja_unit": "b", "04.perplexity": 2.72, "04.win_rate": "66.7%", "04.batching": "(a)",
+         "05.spaces": "c", "05.kv_bytes": "46,080", "05.paid_once": "(b)",
          "07.merge_4bit": "b", "07.base": "disable_adapter", "07.status": 422}
 
 
