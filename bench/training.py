@@ -23,16 +23,17 @@ forward, backward, optimizer and per-step logging of steps 2..N. Tokens are thos
 validation split is cut to one batch of 8 rows here only to keep the two unavoidable evaluations short.
 Padding share = pad tokens / all tokens over all N training batches.
 
-Finding (2026-11-24): group_by_length alone gives about 5-6% padding, not reliably <= 5%, and more in short
-runs. transformers' get_length_grouped_indices shuffles the rows, cuts them into megabatches of
-min(len // (4 * batch), 50) * batch rows (10 * 8 = 80 of the 337 course rows), sorts each megabatch by length, and
-then swaps the longest row of the whole dataset into the first slot of the first megabatch ("OOM first"). The
-first batch therefore holds that 135-token row beside rows of ~100 tokens: about 24% padding in step 1, about 2%
-in the batches after it, 5-6% over an epoch (5 sampler seeds: 4.6-5.8%). TRL's padding_free=True (rows
-concatenated, position_ids mark the boundaries, no attention_mask; transformers builds a block-diagonal mask for
-SDPA from the position_ids) removes padding entirely: measure it with --padding-free. It needs max_length=None
-without packing (TRL refuses otherwise), and on CPU its attention runs over the whole concatenated batch with a
-mask, so the saved padding is partly spent on masked-out attention scores.
+Finding (2026-11-24): group_by_length alone does not keep padding <= 5%. transformers'
+get_length_grouped_indices shuffles the rows, cuts them into megabatches of min(len // (4 * batch), 50) * batch
+rows (10 * 8 = 80 of the 337 course rows), sorts each megabatch by length, then swaps the longest row of the whole
+dataset into the first slot of the first megabatch ("OOM first"). Batch 1 therefore holds that 135-token row
+beside rows of ~100 tokens: 23% padding, then 1-4% per batch; 9.1% over the default 5 steps, 4.6-5.8% over a
+whole epoch (5 sampler seeds, mean 5.4%). TRL's padding_free=True (rows concatenated into one, position_ids mark
+the boundaries; transformers builds a block-diagonal mask for SDPA from them) has no padding at all and measured
+1.03x the non-pad tokens/s of the padded ftlib run on this CPU (106 vs 103, within noise): the padding saved is
+spent on attention over the whole concatenated batch under a mask. It needs max_length=None without packing (TRL
+refuses otherwise), so rows longer than max_length would have to be truncated before training. Measure it with
+--padding-free.
 """
 
 import argparse
@@ -61,6 +62,7 @@ def main() -> None:
     from peft import get_peft_model
     from transformers import Trainer, TrainerCallback, TrainingArguments, default_data_collator
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_pt_utils import get_length_grouped_indices
     from transformers.utils import logging as hf_logging
 
     from ftlib import data, models
@@ -105,13 +107,13 @@ def main() -> None:
                 super().__init__(*a, **kw)
                 for quiet in (PrinterCallback, ProgressCallback):
                     self.remove_callback(quiet)
-                self.clock, self.log = StepClock(), None
-                self.add_callback(self.clock)
+                self.step_clock, self.batch_log = StepClock(), None
+                self.add_callback(self.step_clock)
                 made.append(self)
 
             def get_train_dataloader(self):
                 collator = self.data_collator  # for ftlib: its TokenCounter, set after __init__
-                self.log = self.data_collator = BatchLog(collator)
+                self.batch_log = self.data_collator = BatchLog(collator)
                 try:
                     return super().get_train_dataloader()
                 finally:
@@ -122,7 +124,7 @@ def main() -> None:
     made: list = []
 
     def summary(trainer) -> dict:
-        clock, log = trainer.clock, trainer.log
+        clock, log = trainer.step_clock, trainer.batch_log
         steps = len(clock.ends)
         after = log.batches[1:steps]  # the batches of the timed steps (the log has one more: built ahead)
         seconds = clock.ends[-1] - clock.ends[0]
@@ -153,7 +155,19 @@ def main() -> None:
                                   eval_steps=10**6)
         finally:
             trl.SFTTrainer, ft.sft_config = original_trainer, original_config
-        runs[label] = summary(made.pop())
+        trainer = made.pop()
+        runs[label] = summary(trainer)
+        if not padding_free:
+            shares = [1 - r / t for t, r in trainer.batch_log.batches[:args.steps]]
+            print(f"{label}: padding share of each batch: {', '.join(f'{x:.1%}' for x in shares)}")
+            lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
+            epochs = []
+            for seed in range(5):  # the sampler alone, over whole epochs of the same rows
+                order = get_length_grouped_indices(lengths, args.batch, generator=torch.Generator().manual_seed(seed))
+                batches = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
+                epochs.append(1 - sum(lengths) / sum(max(lengths[j] for j in b) * len(b) for b in batches))
+            print(f"{label}: group_by_length over a whole epoch ({len(lengths)} rows, 5 sampler seeds): padding "
+                  f"share {min(epochs):.1%}-{max(epochs):.1%}, mean {sum(epochs) / len(epochs):.1%}")
         runs[label]["TrainResult s"] = result.seconds
         runs[label]["TrainResult tok/s"] = result.tokens_per_second
         runs[label]["TrainResult pad share"] = 1 - result.real_token_share
