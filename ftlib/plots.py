@@ -67,3 +67,33 @@ def report_card(values: pd.DataFrame, higher_is_better):
     ax.axvline(1, color="grey", linewidth=1)
     ax.set(title=f"Relative to {values.columns[0]}", xlabel=f"value ÷ {values.columns[0]}'s value (log scale)")
     return fig
+
+
+def confusion(y_true, y_pred, labels, title: str = "Confusion matrix"):
+    """The confusion matrix as scikit-learn's ConfusionMatrixDisplay draws it: true intent down, predicted across.
+
+    Counts on the diagonal are right; every other cell is a kind of mistake. Taught in notebook 06.
+    """
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = 0.45 * len(labels) + 2
+    fig, ax = _figure(size + 1, size)
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(labels), ax=ax, colorbar=False,
+                                            cmap="Blues", xticks_rotation=60)
+    ax.set(title=title, xlabel="predicted", ylabel="true")
+    return fig
+
+
+def per_class(table: pd.DataFrame, title: str, xlabel: str = "recall", highlight=()):
+    """Grouped horizontal bars: one group per class (rows), one bar per run (columns); `highlight` marks classes.
+
+    Taught in notebook 06.
+    """
+    fig, ax = _figure(7, 0.32 * len(table) * max(1, table.shape[1] / 2) + 1.2)
+    table.iloc[::-1].plot.barh(ax=ax, width=0.8)
+    for label in ax.get_yticklabels():
+        if label.get_text() in highlight:
+            label.set_fontweight("bold")
+    ax.set(title=title, xlabel=xlabel, ylabel="")
+    ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig

@@ -50,10 +50,12 @@ TFIDF = {  # TfidfVectorizer settings per language, chosen on the validation que
 }
 CHAR_NGRAMS = {"analyzer": "char_wb", "ngram_range": (1, 2)}  # the dictionary-free alternative for Japanese
 COLON = {"en": ": ", "ja": "："}
-SECTION_JA = {"Company": "会社概要", "Products": "製品", "Setup and troubleshooting": "設定・トラブルシューティング",
-              "Ordering and shipping": "注文・配送", "Order status": "注文状況", "Returns and refunds": "返品・返金",
-              "Warranty": "保証", "Support and contact": "サポート・お問い合わせ", "Account and login": "アカウント・ログイン",
-              "Billing and payment": "お支払い", "Subscription: Tsubame Cloud Plus": "サブスクリプション：Tsubame Cloud Plus"}
+SECTION_JA = {
+    "Company": "会社概要", "Products": "製品", "Setup and troubleshooting": "設定・トラブルシューティング",
+    "Ordering and shipping": "注文・配送", "Order status": "注文状況", "Returns and refunds": "返品・返金",
+    "Warranty": "保証", "Support and contact": "サポート・お問い合わせ", "Account and login": "アカウント・ログイン",
+    "Billing and payment": "お支払い", "Subscription: Tsubame Cloud Plus": "サブスクリプション：Tsubame Cloud Plus",
+}
 INTENT_SECTIONS = {  # the fact sheet's sections that answer each intent (out-of-scope questions have none)
     "product_info": ("Company", "Products"), "pricing": ("Products", "Ordering and shipping"),
     "setup_troubleshooting": ("Setup and troubleshooting", "Products"), "shipping": ("Ordering and shipping",),
