@@ -209,7 +209,7 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
     live: a loss plot and the Trainer's progress table while training; live=False trains silently.
     Nothing is saved (save_strategy="no"): the trained model is `model`, changed in place. Taught in notebook 06.
     """
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
     splits = ("train", "validation") if eval_steps else ("train",)
     missing = [split for split in splits if split not in dataset]
@@ -232,6 +232,8 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_compute_metrics,
                       compute_loss_func=None if weights is None else weighted_loss(weights),
                       callbacks=[train.LiveLoss("classifier")] if live else [])
+    if not live:
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -143,12 +143,13 @@ def test_unknown_answers_count_as_errors():
     assert scores["accuracy"] == 0.5 and scores["unknown"] == 0.5 and scores["messages/s"] == 2.0
 
 
-def test_train_classifier_runs_the_trainer_and_reports(tiny_classifier, intents, tmp_path):
+def test_train_classifier_runs_the_trainer_and_reports(tiny_classifier, intents, tmp_path, capsys):
     model, tok = tiny_classifier
     small = {"train": intents["train"].select(range(16)), "validation": intents["validation"].select(range(8))}
     weights = classify.class_weights(intents["train"]["label"])
     run = classify.train_classifier(model, tok, small, tmp_path, max_steps=3, batch=4, eval_steps=3,
                                     weights=weights, live=False)
+    assert "'loss'" not in capsys.readouterr().out  # live=False trains without printing every log line
     assert run.steps == 3 and run.seconds > 0 and run.trainable_params == classify.trainable_params(model)
     assert run.history["train_loss"].notna().sum() == 3
     assert run.history["eval_accuracy"].notna().any() and "validation macro-F1" in run.summary()
