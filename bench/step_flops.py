@@ -8,8 +8,11 @@ Target (P4): >= 30% of the measured matmul FLOP/s. The last line is that share.
 - Matmul FLOP/s: torch.matmul of two fp32 square matrices (--matmul-size and half of it), 2·n³ FLOPs each, best
   of several repeats, measured before and after the training steps (the machine is shared); the best of all.
 - The step: ftlib.train.train((model, tok), dataset, method="lora", live=False, ...) on the course's English train
-  rows, fp32, batch 8, length-grouped batches padded to their longest row. An SFTTrainer subclass (patched into
-  trl for the run; ftlib is not changed) times each step and counts FLOPs. Steps 1-2 are warm-up; step 2 runs
+  rows, fp32, batch 8, LoRA dropout 0 (the course's CPU setting; --lora-dropout 0.05 for the GPU's), length-grouped
+  batches padded to their longest row (padding_free=False: the padding-free CPU default concatenates the rows and
+  computes attention over the whole batch under a mask, which would count masked-out attention as work; P1 shows
+  both kinds train the same non-pad tokens/s). A subclass of ftlib.train.CountingSFTTrainer (patched into
+  ftlib.train for the run) times each step and counts FLOPs. Steps 1-2 are warm-up; step 2 runs
   under torch.utils.flop_counter.FlopCounterMode (forward + backward; its CPU attention kernel,
   aten._scaled_dot_product_flash_attention_for_cpu, is not in torch's table, so this script maps it to torch's
   SDPA formula: full s x s scores, causal masking not discounted). Timed: steps 3..N+2, from the end of step 2 to
@@ -76,13 +79,12 @@ def main() -> None:
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--profile", action="store_true", help="profile one more step (automatic below target)")
     parser.add_argument("--lora-dropout", type=float, default=None,
-                        help="LoRA dropout passed to ftlib.train.train (default: ftlib's own, 0.05)")
+                        help="LoRA dropout (default: the course's CPU setting, 0; the GPU's is 0.05)")
     parser.add_argument("--target", type=float, default=0.30)
     args = parser.parse_args()
 
     import datasets
     import torch
-    import trl
     from datasets import DatasetDict
     from torch.utils.flop_counter import FlopCounterMode
     from transformers import TrainerCallback
@@ -91,6 +93,9 @@ def main() -> None:
 
     from ftlib import data, models
     from ftlib import train as ft
+
+    if args.lora_dropout is None:
+        args.lora_dropout = ft.course_settings(on_gpu=False)["dropout"]
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
@@ -129,7 +134,7 @@ def main() -> None:
         def on_step_end(self, args_, state, control, **kwargs):
             record["ends"].append(time.perf_counter())
 
-    base = trl.SFTTrainer
+    base = ft.CountingSFTTrainer
 
     class CountedSFTTrainer(base):
         def __init__(self, *a, **kw):
@@ -164,15 +169,15 @@ def main() -> None:
     model, tok = models.load("smollm2-135m")
     config = model.config
     total_steps = warmup + args.steps + (1 if args.profile else 0)
-    extra = {} if args.lora_dropout is None else {"dropout": args.lora_dropout}
-    trl.SFTTrainer = CountedSFTTrainer
+    extra = {"padding_free": False, "dropout": args.lora_dropout}
+    ft.CountingSFTTrainer = CountedSFTTrainer
     try:
         with tempfile.TemporaryDirectory(prefix="bench-step-flops-") as out:
             result = ft.train((model, tok), dataset, output_dir=out, method="lora", live=False,
                               max_steps=total_steps, batch=args.batch, max_length=args.max_length, eval_steps=10**6,
                               **extra)
     finally:
-        trl.SFTTrainer = base
+        ft.CountingSFTTrainer = base
     after = {n: matmul_flops(n) for n in sizes}
     peak = max(*before.values(), *after.values())
 
@@ -191,7 +196,7 @@ def main() -> None:
     real = sum(record["shapes"][i][2] for i in timed)
     achieved = sum(step_flops) / seconds
 
-    dropout = "ftlib's default" if args.lora_dropout is None else args.lora_dropout
+    dropout = args.lora_dropout
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; smollm2-135m LoRA r=16 all-linear "
           f"({lora_params:,} trainable, dropout {dropout}), fp32, batch {args.batch}, max_length {args.max_length}")
     for n in sizes:
@@ -216,7 +221,7 @@ def main() -> None:
     if (args.profile or efficiency < args.target) and record["profile"] is None:
         print("below target: profiling one more step")
         model, tok = models.load("smollm2-135m")
-        trl.SFTTrainer = CountedSFTTrainer
+        ft.CountingSFTTrainer = CountedSFTTrainer
         profile_step = 1 + warmup
         record["shapes"].clear()
         try:
@@ -224,7 +229,7 @@ def main() -> None:
                 ft.train((model, tok), dataset, output_dir=out, method="lora", live=False, max_steps=profile_step,
                          batch=args.batch, max_length=args.max_length, eval_steps=10**6, **extra)
         finally:
-            trl.SFTTrainer = base
+            ft.CountingSFTTrainer = base
     if record["profile"] is not None:
         table = record["profile"].key_averages().table(sort_by="self_cpu_time_total", row_limit=15,
                                                        max_name_column_width=45)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from transformers import TrainerCallback
+from trl import SFTTrainer
 
 from ftlib import env, models
 
@@ -72,22 +73,41 @@ def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
     return concatenate_datasets([dataset.select_columns(columns), extra]).shuffle(seed=seed)
 
 
-class TokenCounter:
-    """Wraps a data collator to count the tokens of training batches: all of them and the non-padding ones."""
+class CountingSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer that counts the tokens of the batches it trains on: all of them and the non-padding ones.
 
-    def __init__(self, collator, model):
-        self.collator, self.model, self.tokens, self.real = collator, model, 0, 0
+    Counted in `training_step`, which runs once per trained batch: evaluation batches and the batch the data loader
+    builds ahead are never counted. Taught in notebook 03.
+    """
 
-    def __call__(self, examples):
-        batch = self.collator(examples)
-        if self.model.training:  # evaluation batches go through the same collator
-            self.tokens += batch["input_ids"].numel()
-            self.real += int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel()
-        return batch
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tokens = self.real = 0
 
-    @property
-    def real_share(self) -> float:
-        return self.real / self.tokens if self.tokens else float("nan")
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        ids = inputs["input_ids"]
+        self.tokens += ids.numel()
+        self.real += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else ids.numel()
+        return super().training_step(model, inputs, num_items_in_batch)
+
+
+class StepClock(TrainerCallback):
+    """Seconds spent in training steps (batches, forward, backward, optimizer, logging), with the evaluations and
+    checkpoint saves between them left out. Taught in notebook 03.
+    """
+
+    def __init__(self):
+        self.seconds, self.mark = 0.0, time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter()
+        self.seconds, self.mark = self.seconds + now - self.mark, now
+
+    def restart(self, *args, **kwargs):
+        """After an evaluation or a save, the clock starts again from now."""
+        self.mark = time.perf_counter()
+
+    on_train_begin = on_evaluate = on_save = restart
 
 
 def _in_notebook() -> bool:
@@ -147,15 +167,21 @@ class LiveLoss(TrainerCallback):
 
 @dataclass(repr=False)
 class TrainResult:
-    """What train() returns: where the adapter is, the loss history, the best step and the speed."""
+    """What train() returns: where the adapter is, the loss history, the best step and the speed.
+
+    `tokens` counts the non-padding tokens of the trained batches, `seconds` the time of the training steps;
+    `wall_seconds` adds the evaluations, checkpoint saves and set-up, the time the whole train() call took.
+    """
 
     adapter_path: Path
     history: pd.DataFrame
     best_step: int | None
     best_eval_loss: float | None
+    tokens: int
     tokens_per_second: float
     real_token_share: float
     seconds: float
+    wall_seconds: float
     trainable_params: int
 
     def summary(self) -> pd.Series:
@@ -165,8 +191,10 @@ class TrainResult:
             "first train loss": self.history["train_loss"].dropna().iloc[0],
             "last train loss": self.history["train_loss"].dropna().iloc[-1],
             "best validation loss": self.best_eval_loss, "best step": self.best_step,
-            "trainable parameters": self.trainable_params, "tokens/s (non-pad)": round(self.tokens_per_second, 1),
-            "non-pad share of batches": round(self.real_token_share, 3), "seconds": round(self.seconds, 1)})
+            "trainable parameters": self.trainable_params, "tokens trained (non-pad)": self.tokens,
+            "tokens/s (non-pad)": round(self.tokens_per_second, 1),
+            "non-pad share of batches": round(self.real_token_share, 3), "training seconds": round(self.seconds, 1),
+            "wall seconds": round(self.wall_seconds, 1)})
 
     def __repr__(self) -> str:
         return self.summary().to_string()
@@ -243,16 +271,17 @@ CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 da
 
 
 def course_settings(on_gpu: bool | None = None) -> dict:
-    """Notebook 03's defaults: on a GPU a full epoch over all intents at lr 2e-4; on a CPU 22 steps of 8 rows at
-    lr 3e-3 over two intents whose facts recur most (CPU_FOCUS): about two minutes. Taught in notebook 03.
+    """Notebook 03's defaults: on a GPU a full epoch over all intents at lr 2e-4 with LoRA dropout 0.05; on a CPU
+    22 steps of 8 rows at lr 3e-3 over two intents whose facts recur most (CPU_FOCUS), without dropout (its masks
+    cost 15% of a CPU step and 22 steps are too few to overfit): about two minutes. Taught in notebook 03.
     """
     from ftlib import data
 
     on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
     common = {"batch": 8, "max_length": 384, "eval_steps": 11}
     if on_gpu:
-        return {"focus": data.INTENTS, "max_steps": -1, "lr": 2e-4, **common}
-    return {"focus": CPU_FOCUS, "max_steps": 22, "lr": 3e-3, **common}
+        return {"focus": data.INTENTS, "max_steps": -1, "lr": 2e-4, "dropout": 0.05, **common}
+    return {"focus": CPU_FOCUS, "max_steps": 22, "lr": 3e-3, "dropout": 0.0, **common}
 
 
 def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0) -> Path:
@@ -283,24 +312,28 @@ def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Pat
 def train(model="auto", dataset=None, output_dir: str | Path | None = None, method: str = "qlora", r: int = 16,
           alpha: int | None = None, dropout: float = 0.05, target: str | list[str] = "all-linear",
           early_stopping: int | None = None, resume: bool = False, live: bool = True, lang: str = "en",
-          **config) -> TrainResult:
+          padding_free: bool | None = None, **config) -> TrainResult:
     """Fine-tune `model` (a preset name, a hub id, or a (model, tokenizer) pair) with LoRA or QLoRA.
 
     dataset: a DatasetDict with "train" and "validation" prompt/completion rows (data.course_dataset).
     method: "qlora" (4-bit NF4 base + LoRA) or "lora" (base in the compute dtype + LoRA).
     early_stopping: stop after this many evaluations without improvement and keep the best checkpoint.
     resume: continue from the last checkpoint in output_dir (after a Colab disconnect, say).
+    padding_free: concatenate each batch's rows into one sequence (TRL's padding-free collator; position_ids keep
+    the rows apart in attention), so no token is padding. None: on a CPU, where it measured as fast as padded
+    batches (bench/training.py); padded batches grouped by length on a GPU, where it is not measured yet.
     config: passed to sft_config (lr, max_steps, epochs, batch, grad_accum, max_length, eval_steps, ...).
     Taught in notebook 03.
     """
     from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback
-    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     if method not in {"qlora", "lora"}:
         raise ValueError("method must be 'qlora' or 'lora'")
     if dataset is None or "train" not in dataset or "validation" not in dataset:
         raise ValueError("dataset must be a DatasetDict with 'train' and 'validation' splits (data.course_dataset)")
+    start = time.perf_counter()
     seed = config.get("seed", 0)
     env.seed_everything(seed)  # LoRA's initial weights are random too
     if isinstance(model, tuple):
@@ -315,34 +348,37 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
-    callbacks = [LiveLoss(f"{method} on {name}")] if live else []
+    clock = StepClock()
+    callbacks = [clock, LiveLoss(f"{method} on {name}")] if live else [clock]
     if early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping))
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset["train"], eval_dataset=dataset["validation"],
-                         processing_class=tokenizer, peft_config=lora_config(model, r, alpha, dropout, target),
-                         callbacks=callbacks)
+    trainer = CountingSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
+                                 eval_dataset=dataset["validation"], processing_class=tokenizer,
+                                 peft_config=lora_config(model, r, alpha, dropout, target), callbacks=callbacks)
     if quantized and not args.bf16:
         # TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, so keep them fp32.
         for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
-    counter = TokenCounter(trainer.data_collator, trainer.model)
-    trainer.data_collator = counter
+    if padding_free is None:
+        padding_free = env.device() == "cpu"
+    if padding_free:  # TRL has cut the rows to max_length (its padding_free=True would refuse max_length)
+        trainer.data_collator = DataCollatorForLanguageModeling(tokenizer.pad_token_id, padding_free=True)
     checkpoint = last_checkpoint(output_dir) if resume else None
-    start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
-    seconds = time.perf_counter() - start
     adapter = output_dir / "adapter"
     trainer.save_model(str(adapter))
     best = trainer.state.best_model_checkpoint
     result = TrainResult(
         adapter_path=adapter, history=history_frame(trainer.state.log_history),
         best_step=int(best.rsplit("-", 1)[-1]) if best else None, best_eval_loss=trainer.state.best_metric,
-        tokens_per_second=counter.real / seconds if seconds else float("nan"), real_token_share=counter.real_share,
-        seconds=seconds, trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        tokens=trainer.real, tokens_per_second=trainer.real / clock.seconds if clock.seconds else float("nan"),
+        real_token_share=trainer.real / trainer.tokens if trainer.tokens else float("nan"), seconds=clock.seconds,
+        wall_seconds=time.perf_counter() - start,
+        trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     )
     (adapter / SUMMARY).write_text(result.summary().to_json(indent=1), encoding="utf-8")  # the cost, for notebook 05
-    del trainer, model, counter
+    del trainer, model
     gc.collect()  # the next run in the same notebook gets the memory back
     return result
 
