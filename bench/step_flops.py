@@ -8,10 +8,8 @@ Target (P4): >= 30% of the measured matmul FLOP/s. The last line is that share.
 - Matmul FLOP/s: torch.matmul of two fp32 square matrices (--matmul-size and half of it), 2·n³ FLOPs each, best
   of several repeats, measured before and after the training steps (the machine is shared); the best of all.
 - The step: ftlib.train.train((model, tok), dataset, method="lora", live=False, ...) on the course's English train
-  rows, fp32, batch 8, LoRA dropout 0 (the course's CPU setting; --lora-dropout 0.05 for the GPU's), length-grouped
-  batches padded to their longest row (padding_free=False: the padding-free CPU default concatenates the rows and
-  computes attention over the whole batch under a mask, which would count masked-out attention as work; P1 shows
-  both kinds train the same non-pad tokens/s). A subclass of ftlib.train.CountingSFTTrainer (patched into
+  rows, fp32, batch 8, LoRA dropout 0 (the course's CPU setting; --lora-dropout 0.05 for the GPU's), batches of
+  near-equal length padded to their longest row. A subclass of ftlib.train.CourseSFTTrainer (patched into
   ftlib.train for the run) times each step and counts FLOPs. Steps 1-2 are warm-up; step 2 runs
   under torch.utils.flop_counter.FlopCounterMode (forward + backward; its CPU attention kernel,
   aten._scaled_dot_product_flash_attention_for_cpu, is not in torch's table, so this script maps it to torch's
@@ -134,7 +132,7 @@ def main() -> None:
         def on_step_end(self, args_, state, control, **kwargs):
             record["ends"].append(time.perf_counter())
 
-    base = ft.CountingSFTTrainer
+    base = ft.CourseSFTTrainer
 
     class CountedSFTTrainer(base):
         def __init__(self, *a, **kw):
@@ -169,15 +167,15 @@ def main() -> None:
     model, tok = models.load("smollm2-135m")
     config = model.config
     total_steps = warmup + args.steps + (1 if args.profile else 0)
-    extra = {"padding_free": False, "dropout": args.lora_dropout}
-    ft.CountingSFTTrainer = CountedSFTTrainer
+    extra = {"dropout": args.lora_dropout}
+    ft.CourseSFTTrainer = CountedSFTTrainer
     try:
         with tempfile.TemporaryDirectory(prefix="bench-step-flops-") as out:
             result = ft.train((model, tok), dataset, output_dir=out, method="lora", live=False,
                               max_steps=total_steps, batch=args.batch, max_length=args.max_length, eval_steps=10**6,
                               **extra)
     finally:
-        ft.CountingSFTTrainer = base
+        ft.CourseSFTTrainer = base
     after = {n: matmul_flops(n) for n in sizes}
     peak = max(*before.values(), *after.values())
 
@@ -221,7 +219,7 @@ def main() -> None:
     if (args.profile or efficiency < args.target) and record["profile"] is None:
         print("below target: profiling one more step")
         model, tok = models.load("smollm2-135m")
-        ft.CountingSFTTrainer = CountedSFTTrainer
+        ft.CourseSFTTrainer = CountedSFTTrainer
         profile_step = 1 + warmup
         record["shapes"].clear()
         try:
@@ -229,7 +227,7 @@ def main() -> None:
                 ft.train((model, tok), dataset, output_dir=out, method="lora", live=False, max_steps=profile_step,
                          batch=args.batch, max_length=args.max_length, eval_steps=10**6, **extra)
         finally:
-            ft.CountingSFTTrainer = base
+            ft.CourseSFTTrainer = base
     if record["profile"] is not None:
         table = record["profile"].key_averages().table(sort_by="self_cpu_time_total", row_limit=15,
                                                        max_name_column_width=45)

@@ -1,31 +1,33 @@
 """Training throughput (P1): ftlib.train's LoRA path vs a naive "first tutorial" Trainer loop, same model,
 data, LoRA config, learning rate, batch and steps, fp32 on CPU (smollm2-135m, the course's English train rows).
 
-Run: .venv/bin/python bench/training.py [--steps 5] [--batch 8] [--max-length 384]
+Run: .venv/bin/python bench/training.py [--steps 5] [--batch 8] [--max-length 384] [--alternatives]
 
 Targets (P1): ftlib >= 1.5x the naive loop in non-pad tokens per second, and at most 5% padding in ftlib's
 training batches. The last line gives both.
 
-- ftlib: ftlib.train.train((model, tok), dataset, method="lora", live=False, ...): TRL's SFTTrainer, completion-only
-  loss, rows grouped by length; on a CPU its batches are padding-free (TRL's collator lays the rows end to end,
-  position_ids keep them apart), on a GPU padded to their longest row. The script runs both kinds on the CPU:
-  "ftlib" (the CPU default) and "ftlib padded" (padding_free=False, what a GPU runs).
+- ftlib: ftlib.train.train((model, tok), dataset, method="lora", live=False, ...): TRL's SFTTrainer (as
+  ftlib.train.CourseSFTTrainer), completion-only loss, each batch padded to its longest row, batches of rows of
+  near-equal length (ftlib.train.LengthBuckets).
 - naive: transformers.Trainer + peft.get_peft_model with ftlib.train.lora_config(model), rows rendered with the
   chat template, tokenized with padding="max_length" (every row padded to --max-length), labels = input_ids with
   the padding set to -100, random batches.
+- --alternatives: ftlib's path with the two other ways to cut padding, for comparison: transformers' own
+  group_by_length sampler (LengthGroupedSampler, what ftlib used before), and TRL's padding-free collator
+  (the rows of a batch laid end to end as one sequence; position_ids keep them apart in attention).
 
-What is timed, the same way for all three: ftlib.train.StepClock, the seconds inside training steps (collation,
-forward, backward, optimizer, logging), evaluations and checkpoint saves left out; step 1 counts. Tokens are those
-of the batches trained: ftlib.train.CountingSFTTrainer counts them in training_step (TrainResult.tokens and
-real_token_share); the naive Trainer counts its non-padding tokens with include_num_input_tokens_seen="non_padding".
-The validation split is cut to one batch of 8 rows to keep ftlib's evaluations short.
+What is timed, the same way for all: ftlib.train.StepClock, the seconds inside training steps (collation, forward,
+backward, optimizer, logging), evaluations and checkpoint saves left out; step 1 counts. Tokens are those of the
+batches trained: CourseSFTTrainer counts them in training_step (TrainResult.tokens and real_token_share); the
+naive Trainer counts its non-padding tokens with include_num_input_tokens_seen="non_padding". The validation
+split is cut to one batch of 8 rows to keep ftlib's evaluations short.
 
-Why padding-free on the CPU: transformers' group_by_length sampler (get_length_grouped_indices) shuffles the rows,
-cuts them into megabatches of min(len // (4 * batch), 50) * batch rows, sorts each by length and swaps the
-dataset's longest row into the first batch ("OOM first"). With the course's 337 rows the first batch has 23%
-padding and later ones 1-4%, so padded ftlib runs 9.1% padding over 5 steps and 4.6-5.8% over a whole epoch
-(printed below for 5 sampler seeds). Padding-free has none, and on this CPU it is as fast per real token: what
-padding would waste goes into attention over the whole concatenated batch under a block-diagonal mask.
+Findings (2026-11-24): transformers' LengthGroupedSampler shuffles the rows, cuts them into megabatches of
+min(len // (4 * batch), 50) * batch rows (80 of the course's 337), sorts each megabatch and swaps the dataset's
+longest row into the first batch ("OOM first"): 23% padding in batch 1, 9.1% over 5 steps, 4.6-5.8% over an epoch
+(printed for 5 seeds). LengthBuckets sorts the whole dataset: about 1% over an epoch. Padding-free has no padding
+but on this CPU trains fewer real tokens per second than length-bucketed batches: attention runs over the whole
+concatenated batch under a block-diagonal mask, and the masked-out part is computed all the same.
 """
 
 import argparse
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--alternatives", action="store_true",
+                        help="also run ftlib with transformers' group_by_length sampler and with padding-free batches")
     args = parser.parse_args()
 
     import datasets
@@ -51,6 +55,8 @@ def main() -> None:
     from transformers import Trainer, TrainingArguments, default_data_collator
     from transformers.trainer_pt_utils import get_length_grouped_indices
     from transformers.utils import logging as hf_logging
+    from trl import SFTTrainer
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from ftlib import data, models
     from ftlib import train as ft
@@ -63,11 +69,29 @@ def main() -> None:
     dataset = DatasetDict(train=course["train"], validation=course["validation"].select(range(8)))
     runs: dict[str, dict] = {}
 
-    def run_ftlib(label: str, padding_free: bool) -> None:
-        with tempfile.TemporaryDirectory(prefix="bench-training-") as out:
-            result = ft.train(models.load("smollm2-135m"), dataset, output_dir=out, method="lora", live=False,
-                              padding_free=padding_free, max_steps=args.steps, batch=args.batch,
-                              max_length=args.max_length, lr=args.lr, eval_steps=10**6)
+    class GroupByLength(ft.CourseSFTTrainer):
+        """transformers' own LengthGroupedSampler instead of LengthBuckets."""
+
+        def _get_train_sampler(self, train_dataset=None):
+            return SFTTrainer._get_train_sampler(self, train_dataset)
+
+    class PaddingFree(ft.CourseSFTTrainer):
+        """TRL's padding-free collator (TRL has cut the rows to max_length; its padding_free=True refuses that)."""
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.data_collator = DataCollatorForLanguageModeling(self.processing_class.pad_token_id,
+                                                                 padding_free=True)
+
+    def run_ftlib(label: str, trainer_class=ft.CourseSFTTrainer) -> None:
+        original, ft.CourseSFTTrainer = ft.CourseSFTTrainer, trainer_class
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-training-") as out:
+                result = ft.train(models.load("smollm2-135m"), dataset, output_dir=out, method="lora", live=False,
+                                  max_steps=args.steps, batch=args.batch, max_length=args.max_length, lr=args.lr,
+                                  eval_steps=10**6)
+        finally:
+            ft.CourseSFTTrainer = original
         runs[label] = {"s/step": result.seconds / args.steps, "non-pad tok/s": result.tokens_per_second,
                        "padding share": 1 - result.real_token_share, "non-pad tokens": result.tokens,
                        "wall s (with evaluations, save)": result.wall_seconds}
@@ -99,34 +123,40 @@ def main() -> None:
                          "wall s (with evaluations, save)": time.perf_counter() - start}
 
     def sampler_padding() -> None:
-        """Padding share of group_by_length batches over whole epochs of the course rows (what a GPU run pads)."""
+        """Padding share over whole epochs of the course rows: LengthBuckets vs transformers' sampler."""
         model, tok = models.load("smollm2-135m")
         with tempfile.TemporaryDirectory() as out:
-            trainer = ft.CountingSFTTrainer(model=model, args=ft.sft_config(out, max_length=args.max_length),
-                                            processing_class=tok, train_dataset=dataset["train"],
-                                            eval_dataset=dataset["validation"])
+            trainer = SFTTrainer(model=model, args=ft.sft_config(out, max_length=args.max_length), processing_class=tok,
+                                 train_dataset=dataset["train"], eval_dataset=dataset["validation"])
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
-        epochs = []
-        for seed in range(5):
-            order = get_length_grouped_indices(lengths, args.batch, generator=torch.Generator().manual_seed(seed))
+
+        def share(order: list[int]) -> float:
             batches = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
-            epochs.append(1 - sum(lengths) / sum(max(lengths[j] for j in b) * len(b) for b in batches))
-        print(f"padded batches, group_by_length over a whole epoch ({len(lengths)} rows, 5 sampler seeds): padding "
-              f"share {min(epochs):.1%}-{max(epochs):.1%}, mean {sum(epochs) / len(epochs):.1%}")
+            return 1 - sum(lengths) / sum(max(lengths[j] for j in b) * len(b) for b in batches)
+
+        for name, orders in [
+            ("ftlib.train.LengthBuckets", [list(ft.LengthBuckets(lengths, args.batch, seed)) for seed in range(5)]),
+            ("transformers group_by_length", [get_length_grouped_indices(
+                lengths, args.batch, generator=torch.Generator().manual_seed(seed)) for seed in range(5)])]:
+            shares = [share(order) for order in orders]
+            print(f"{name}: padding share over a whole epoch ({len(lengths)} rows, 5 seeds) "
+                  f"{min(shares):.1%}-{max(shares):.1%}, mean {sum(shares) / len(shares):.1%}")
 
     wall = time.perf_counter()
-    run_ftlib("ftlib", padding_free=True)  # first: any warm-up left counts against ftlib, not the baseline
+    run_ftlib("ftlib")  # first: any warm-up left counts against ftlib, not the baseline
     run_naive()
-    run_ftlib("ftlib padded", padding_free=False)
+    if args.alternatives:
+        run_ftlib("ftlib, transformers group_by_length", GroupByLength)
+        run_ftlib("ftlib, padding-free", PaddingFree)
     sampler_padding()
 
     print(f"smollm2-135m LoRA r=16 all-linear, fp32 CPU, torch threads {torch.get_num_threads()}, "
           f"{args.steps} steps x batch {args.batch}, max_length {args.max_length}, lr {args.lr:g}")
     print(pd.DataFrame(runs).T.round(3).to_string())
     print(f"total wall time {time.perf_counter() - wall:.0f} s")
-    padded = runs["ftlib padded"]["non-pad tok/s"] / runs["ftlib"]["non-pad tok/s"]
-    print(f"ftlib padded (the GPU path) vs ftlib padding-free: {padded:.2f}x non-pad tokens/s, padding share "
-          f"{runs['ftlib padded']['padding share']:.1%}")
+    for label in [k for k in runs if k.startswith("ftlib, ")]:
+        print(f"{label} vs ftlib: {runs[label]['non-pad tok/s'] / runs['ftlib']['non-pad tok/s']:.2f}x non-pad "
+              f"tokens/s, padding share {runs[label]['padding share']:.1%}")
     speedup = runs["ftlib"]["non-pad tok/s"] / runs["naive"]["non-pad tok/s"]
     print(f"ftlib vs naive padding: {speedup:.1f}x non-pad tokens/s (target >= 1.5x); "
           f"ftlib padding share {runs['ftlib']['padding share']:.1%} (target <= 5%)")

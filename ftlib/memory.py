@@ -32,6 +32,13 @@ T4_GIB = 15.0  # a "16 GB" T4 as Colab and Kaggle offer it: about 15 GiB usable 
 T4_FP16_TFLOPS = 65.0  # NVIDIA T4 datasheet: peak fp16 tensor-core throughput (mixed precision)
 METHODS = ("full", "lora", "qlora")
 COMPONENTS = ("weights", "gradients", "optimizer_state", "activations", "overhead")
+# TRL's fused LM head (trl.kernels.chunked_logprob, what SFTTrainer trains through): logits in tiles of at most
+# 4096 tokens x 32768 vocabulary columns, never the whole batch x seq x vocab. On a GPU a Triton kernel folds each
+# tile in place; TRL's torch fallback (CPU) keeps more tile-sized fp32 tensors alive in backward (_backward_tile):
+# the tile, y, z, log_p, p, grad, is_target (1 byte: 0.25), is_target.float(), its difference with p and that times
+# the incoming gradient = 9.25 tiles (9.5 measured on smollm2's shapes).
+HEAD_TILE = (4096, 32768)
+CPU_HEAD_TILES = 9.25
 TIGHT = 0.9  # above this share of the card an estimate is "tight": real peaks run higher (see compare_published)
 
 # bytes of optimizer state per trainable parameter; None: two moments in the parameter's own dtype, as
@@ -42,7 +49,7 @@ OPTIMIZERS: dict[str, float | None] = {
     "paged_adamw_8bit": 2 + 2 * 4 / 256,  # same bytes; pages to CPU RAM when the GPU runs short
     "sgd": 0.0,  # plain SGD without momentum keeps no state
 }
-_TRAINER_OPTIM = {"adamw": "adamw_torch", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+_TRAINER_OPTIM = {"adamw": "adamw_torch_fused", "adamw_8bit": "adamw_bnb_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
                   "sgd": "sgd"}
 
 # Architecture numbers of the models in the published tables (LLaMA-1 and Llama-2 config.json), so that
@@ -247,13 +254,20 @@ class Estimate:
     overhead: int
     adapter_weights: int = 0  # part of `weights`: the LoRA matrices
     notes: dict[str, str] = field(default_factory=dict)
+    head_gradient: int = 0  # part of `gradients`: the output layer's, alive from the start of backward
 
     kind = "estimate"
 
     @property
     def total(self) -> int:
-        """Sum of the components, in bytes."""
-        return sum(getattr(self, c) for c in COMPONENTS)
+        """The peak, in bytes: weights + optimizer state + overhead + the larger of two moments.
+
+        Start of backward: all activations and the output layer's gradient (the first one backward computes);
+        no other gradient exists yet (the Trainer's zero_grad sets them to None after each step). Optimizer step:
+        every gradient and no activation (backward freed them layer by layer as gradients filled in).
+        """
+        return (self.weights + self.optimizer_state + self.overhead
+                + max(self.activations + self.head_gradient, self.gradients))
 
     @property
     def label(self) -> str:
@@ -271,7 +285,8 @@ class Estimate:
     def rows(self) -> list[tuple[str, str, str]]:
         """(component, size, what it assumes) rows, total last."""
         rows = [(c.replace("_", " "), _gib(getattr(self, c)), self.notes.get(c, "")) for c in COMPONENTS]
-        return rows + [("total", _gib(self.total), f"trainable parameters: {self.trainable_params:,} of "
+        return rows + [("total", _gib(self.total), f"peak: gradients and activations do not peak together; "
+                                                   f"trainable parameters: {self.trainable_params:,} of "
                                                    f"{self.params:,}")]
 
     def _title(self) -> str:
@@ -310,7 +325,7 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
              target_modules: str | Sequence[str] | None = None, gradient_checkpointing: bool | None = None,
              optimizer: str = "adamw", dtype: str | torch.dtype | None = None, quant: str = "nf4",
              double_quant: bool = True, kbit_upcast: bool = True, adapter_dtype: str | torch.dtype = torch.float32,
-             attention: str = "sdpa", overhead_gib: float = 0.5) -> Estimate:
+             attention: str = "sdpa", overhead_gib: float = 0.5, device: str | None = None) -> Estimate:
     """Estimate the peak training memory of full fine-tuning, LoRA or QLoRA, component by component.
 
     model: a preset name (sized from its config numbers on the meta device: nothing is downloaded), a
@@ -322,6 +337,7 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     dtype: dtype of the weights that are not quantized. None: fp32 for full fine-tuning (mixed precision keeps
     fp32 master weights; fp16 training needs them) and fp16 for the frozen base of LoRA/QLoRA. Activations are
     16-bit unless you pass dtype=float32 (CPU training, no autocast).
+    device: "cuda" or "cpu", which kernel folds the logits tiles (below). None: "cpu" for dtype=float32, else "cuda".
 
     What each component assumes:
     - weights: parameters x bytes. QLoRA: every Linear except lm_head in NF4 (quant_bytes(): 0.516 B with
@@ -336,12 +352,19 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
       attention="eager" keeps it; "sdpa" (transformers' default, whose fused kernels on a T4 and on CPU store no
       scores) drops it; measured on SmolLM2 on CPU, 34*s*b*h per layer came within 5% of autograd's saved bytes.
       With gradient checkpointing only the layer inputs stay, 2*s*b*h bytes per layer, plus one layer's
-      activations while it is recomputed. Plus the logits b*s*vocab in fp32 and their gradient (8 bytes each);
+      activations while it is recomputed. The loss: TRL's fused LM head (SFTTrainer, so train.train and measure)
+      never holds the b x s x vocab logits, only one tile of min(b*s, 4096) x min(vocab, 32768) logits (9.25 fp32
+      tiles in the torch fallback on CPU, see CPU_HEAD_TILES) plus its input and that input's fp32 gradient; under
+      checkpointing it runs before any layer is recomputed, so it counts once with that layer, as the larger.
       QLoRA adds one dequantized weight matrix. LoRA and QLoRA keep all of this: gradients must flow back
       through the frozen base to reach the adapters. fp32 activations (CPU) double the layer terms.
-    - overhead: overhead_gib for the CUDA context (~0.3-0.4 GiB) plus allocator slack and fragmentation.
-    Not counted: lora_dropout's copies of each adapted layer's input, the optimizer's temporaries during its
-    step, and paging (paged optimizers move state to CPU RAM under pressure, so they can exceed the GPU).
+    - total: the peak is either at the start of backward (activations + the output layer's gradient) or at the
+      optimizer step (all gradients), never both: see Estimate.total. Fused AdamW (the Trainer's default) updates
+      in place, with no temporaries.
+    - overhead: overhead_gib for the CUDA context (~0.3-0.4 GiB) plus allocator slack and fragmentation; on CPU
+      the interpreter and its libraries take about as much (measured: 0.5 GiB of RSS before any model).
+    Not counted: lora_dropout's copies of each adapted layer's input and paging (paged optimizers move state to
+    CPU RAM under pressure, so they can exceed the GPU).
     Taught in notebook 02.
     """
     if method not in METHODS:
@@ -400,20 +423,27 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     if attention not in ("sdpa", "eager"):
         raise ValueError(f"attention must be 'sdpa' or 'eager', not {attention!r}")
     s, b, h, a = seq_len, batch, arch.hidden, arch.heads
-    per_layer = s * b * h * 34 + (5 * a * s * s * b if attention == "eager" else 0)
-    layer_bytes = arch.layers * 2 * s * b * h + per_layer if gc_on else arch.layers * per_layer
-    layer_bytes = layer_bytes * act_bytes // 2
-    logits = 2 * b * s * arch.vocab * 4  # fp32 logits for the loss + their gradient
+    per_layer = (s * b * h * 34 + (5 * a * s * s * b if attention == "eager" else 0)) * act_bytes // 2
+    device = device or ("cpu" if act_bytes == 4 else "cuda")
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
+    tile = min(b * s, HEAD_TILE[0]) * min(arch.vocab, HEAD_TILE[1])
+    head = tile * (4 * CPU_HEAD_TILES if device == "cpu" else act_bytes) + b * s * h * (act_bytes + 4)
+    if gc_on:  # the layers' inputs stay; the head and then each recomputed layer come and go one at a time
+        layer_bytes = arch.layers * 2 * s * b * h * act_bytes // 2 + max(per_layer, head)
+    else:
+        layer_bytes = arch.layers * per_layer + head
     dequant = max((i * o for _, i, o in arch.linears), default=0) * act_bytes if method == "qlora" else 0
-    activations = layer_bytes + logits + dequant
+    activations = layer_bytes + dequant
     rule = "2sbh per layer + one layer" if gc_on else "s·b·h·(34+5as/h) per layer"
     notes["activations"] = (f"Korthikanti 2022: {rule}" + (", no s² scores (sdpa)" if attention == "sdpa" else "")
-                            + " + fp32 logits and grad")
+                            + f" + one logits tile of TRL's fused LM head ({device})")
+    head_gradient = arch.head[1] * arch.head[2] * 4 if method == "full" and arch.head else 0  # fp32 accumulator
     overhead = int(overhead_gib * GIB)
     notes["overhead"] = f"{overhead_gib:g} GiB assumed: CUDA context + allocator slack"
     return Estimate(arch.label, method, seq_len, batch, None if method == "full" else lora_r, gc_on, optimizer,
                     str(base_dtype).removeprefix("torch."), arch.params, trainable, int(weight_bytes), int(gradients),
-                    optimizer_state, int(activations), overhead, int(adapter_bytes), notes)
+                    optimizer_state, int(activations), overhead, int(adapter_bytes), notes, head_gradient)
 
 
 def frame(items: Sequence):
@@ -619,7 +649,7 @@ def _sampler_callback(cuda: bool, interval: float = 0.005):
 
 
 def _token_rows(tokenizer, n: int, seq_len: int, lang: str):
-    """n rows of the course's train split: chat template over prompt + completion, padded/truncated to seq_len."""
+    """n rows of the course's train split: chat template over prompt + completion, truncated to seq_len."""
     from datasets import Dataset
 
     from ftlib import data
@@ -627,8 +657,8 @@ def _token_rows(tokenizer, n: int, seq_len: int, lang: str):
     train = data.course_dataset(lang)["train"]
     rows = [train[i % len(train)] for i in range(n)]
     texts = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
-    enc = tokenizer(texts, truncation=True, max_length=seq_len, padding="max_length", add_special_tokens=False)
-    return Dataset.from_dict({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
+    enc = tokenizer(texts, truncation=True, max_length=seq_len, add_special_tokens=False)
+    return Dataset.from_dict({"input_ids": enc["input_ids"]})
 
 
 @dataclass(repr=False)
@@ -638,7 +668,8 @@ class Measurement(Estimate):
     weights / gradients / optimizer_state: sums of tensor bytes (parameters with their 4-bit constants, p.grad,
     optimizer.state). activations: the bytes autograd saved for backward in one forward (saved_tensors_hooks).
     overhead: the peak (CUDA max_memory_allocated on a GPU, peak RSS on CPU) minus all of those: interpreter and
-    libraries (CPU), temporaries such as the logits' gradient and the optimizer's scratch, allocator slack.
+    libraries (CPU), temporaries such as the loss's logits tiles, allocator slack (glibc keeps freed heap: with
+    MALLOC_MMAP_THRESHOLD_=131072 in the environment RSS follows live memory, at a cost in s/step).
     The components need not peak together (backward frees activations while gradients fill), so for full
     fine-tuning that remainder is smaller than the interpreter alone would suggest.
     """
@@ -690,21 +721,23 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
             lora_r: int = 16, target_modules: str | Sequence[str] | None = None,
             gradient_checkpointing: bool | None = None, optimizer: str = "adamw", learning_rate: float | None = None,
             lora_dropout: float = 0.0, lang: str = "en", seed: int = 0) -> Measurement:
-    """Train `steps` real steps with transformers' Trainer and report the memory they took.
+    """Train `steps` real steps with TRL's SFTTrainer, as train.train does, and report the memory they took.
 
     model: a preset name (loaded fresh: fp32 for full fine-tuning, 4-bit NF4 via models.load for QLoRA) or a
     (model, tokenizer) pair, which is changed in place (LoRA layers, training), so pass a fresh one; for
     "qlora" it must be loaded in 4-bit. LoRA via peft's LoraConfig/get_peft_model; QLoRA adds
     prepare_model_for_kbit_training. gradient_checkpointing: None = on for QLoRA only (peft's default), as in
     estimate(). Data: the course's train rows, chat template over prompt + completion, padded to seq_len;
-    labels = input_ids with padding masked (DataCollatorForLanguageModeling). lora_dropout stays 0 by default
+    labels = input_ids with padding masked (SFTTrainer's collator), loss through TRL's fused LM head (no full
+    logits), optimizer "adamw" = the Trainer's default fused AdamW. lora_dropout stays 0 by default
     because dropout keeps a copy of every adapted layer's input, which estimate() does not count.
     Taught in notebook 02.
     """
+    import datasets
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils import logging as hf_logging
+    from trl import SFTConfig, SFTTrainer
 
     from ftlib import env, models
 
@@ -755,13 +788,23 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
     sampler = _sampler_callback(cuda)
     lr = learning_rate or (2e-5 if method == "full" else 2e-4)
     with tempfile.TemporaryDirectory(prefix="ftlib-measure-") as tmp:
-        args = TrainingArguments(
+        args = SFTConfig(
             output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
             lr_scheduler_type="constant", report_to=[], use_cpu=not cuda, save_strategy="no", logging_steps=1,
             activation_checkpointing=gc_on, activation_checkpointing_kwargs=gc_kwargs, optim=_TRAINER_OPTIM[optimizer],
-            disable_tqdm=True, seed=seed, **(env.trainer_precision() if cuda else {}))
-        trainer = Trainer(model=net, args=args, train_dataset=dataset, callbacks=[sampler],
-                          data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+            disable_tqdm=True, seed=seed, max_length=seq_len, pad_to_multiple_of=seq_len, **env.trainer_precision())
+        quiet_data = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # SFTTrainer's dataset preparation would print three progress bars
+        try:
+            trainer = SFTTrainer(model=net, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                 callbacks=[sampler])
+        finally:
+            if not quiet_data:
+                datasets.enable_progress_bars()
+        if method == "qlora" and not args.bf16:  # TRL stores QLoRA adapters in bf16; train.train keeps them fp32
+            for param in trainer.model.parameters():
+                if param.requires_grad:
+                    param.data = param.data.float()
         for quiet in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(quiet)
         _release_freed_memory()  # what loading and quantizing left behind is not training memory
@@ -782,7 +825,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
     notes = {"weights": "parameters + 4-bit quantization constants + buffers (tensor bytes)",
              "gradients": "p.grad bytes after the optimizer step", "optimizer_state": "optimizer.state tensor bytes",
              "activations": "bytes autograd saved for backward (saved_tensors_hooks), peak over the steps",
-             "overhead": ("CUDA peak minus the above: temporaries, logits' gradient, allocator" if cuda else
+             "overhead": ("CUDA peak minus the above: temporaries, logits tiles, allocator" if cuda else
                           "peak RSS minus the above: Python, libraries, mapped model files, temporaries")}
     result = Measurement(
         name, method, seq_len, batch, None if method == "full" else lora_r, gc_on, optimizer, dtype, params,
@@ -1076,15 +1119,19 @@ def plot(items, title: str | None = None):
 def breakdown_figure(est: Estimate, gib: float = T4_GIB):
     """One stacked horizontal bar of an estimate's components, with the GPU's limit as a line.
 
+    Gradients and activations do not peak together (Estimate.total): the smaller of the two is drawn pale, last.
     Taught in notebook 02.
     """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 1.9), layout="constrained")
+    pair = ("activations", "gradients")
+    order = ("weights", "optimizer_state", "overhead", *(pair if est.activations >= est.gradients else pair[::-1]))
     left = 0.0
-    for c in COMPONENTS:
-        value = getattr(est, c) / GIB
-        ax.barh([0], [value], left=left, color=_COLOURS[c], label=f"{c.replace('_', ' ')} {value:.1f}")
+    for c in order:
+        value, pale = getattr(est, c) / GIB, c == order[-1]
+        ax.barh([0], [value], left=left, color=_COLOURS[c], alpha=0.35 if pale else 1.0,
+                label=f"{c.replace('_', ' ')} {value:.1f}" + (" (not at the peak)" if pale else ""))
         left += value
     ax.axvline(gib, color="black", linestyle="--", linewidth=1.2)
     ax.text(gib, 0.45, f" {gib:g} GiB T4", va="center", fontsize=8)

@@ -6,7 +6,7 @@
 
 Completion-only loss (prompt masked, EOS trained), 4-bit base through bitsandbytes for QLoRA, the dtype
 from ftlib.env, evaluation and checkpoints every N steps, early stopping with the best checkpoint kept,
-resume after a disconnect, length-grouped batches to keep padding small, a live loss plot in Jupyter.
+resume after a disconnect, batches of rows of near-equal length to keep padding small, a live loss plot in Jupyter.
 The same code runs under `accelerate launch` on several processes: `python -m ftlib.train --help`.
 """
 
@@ -73,16 +73,54 @@ def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
     return concatenate_datasets([dataset.select_columns(columns), extra]).shuffle(seed=seed)
 
 
-class CountingSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer that counts the tokens of the batches it trains on: all of them and the non-padding ones.
+class LengthBuckets(torch.utils.data.Sampler):
+    """A training order whose batches hold rows of near-equal length, so little of each batch is padding.
 
-    Counted in `training_step`, which runs once per trained batch: evaluation batches and the batch the data loader
-    builds ahead are never counted. Taught in notebook 03.
+    The rows are sorted by length (ties in random order) and cut into batches; the full batches come in random
+    order, the partial one last. New order each epoch, the same for the same seed and epoch (a resumed run gets
+    the same batches). About 1% padding on the course data, where transformers' group_by_length sampler leaves
+    5-9%: it sorts only within megabatches of 80 rows and puts the longest row into the first batch
+    (bench/training.py). Taught in notebook 03.
+    """
+
+    def __init__(self, lengths: list[int], batch: int, seed: int = 0):
+        self.lengths, self.batch, self.seed, self.epoch = lengths, batch, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = torch.Generator().manual_seed(self.seed + self.epoch)
+        ties = torch.rand(len(self.lengths), generator=rng).tolist()
+        order = sorted(range(len(self.lengths)), key=lambda i: (self.lengths[i], ties[i]))
+        full = len(order) - len(order) % self.batch
+        batches = [order[i:i + self.batch] for i in range(0, full, self.batch)]
+        for k in torch.randperm(len(batches), generator=rng).tolist():
+            yield from batches[k]
+        yield from order[full:]
+
+
+class CourseSFTTrainer(SFTTrainer):
+    """TRL's SFTTrainer with two additions: batches of near-equal length (LengthBuckets) where the config asks for
+    group_by_length, and a count of the tokens it trains on, all of them and the non-padding ones.
+
+    Tokens are counted in `training_step`, which runs once per trained batch: evaluation batches and the batch the
+    data loader builds ahead are never counted. Taught in notebook 03.
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tokens = self.real = 0
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy != "group_by_length":
+            return super()._get_train_sampler(train_dataset)
+        return LengthBuckets([len(ids) for ids in dataset["input_ids"]], self.args.per_device_train_batch_size,
+                             self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         ids = inputs["input_ids"]
@@ -272,16 +310,16 @@ CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 da
 
 def course_settings(on_gpu: bool | None = None) -> dict:
     """Notebook 03's defaults: on a GPU a full epoch over all intents at lr 2e-4 with LoRA dropout 0.05; on a CPU
-    22 steps of 8 rows at lr 3e-3 over two intents whose facts recur most (CPU_FOCUS), without dropout (its masks
-    cost 15% of a CPU step and 22 steps are too few to overfit): about two minutes. Taught in notebook 03.
+    30 steps of 8 rows at lr 3e-3 over two intents whose facts recur most (CPU_FOCUS), without dropout (its masks
+    cost 15% of a CPU step and 30 steps are too few to overfit): about a minute and a half. Taught in notebook 03.
     """
     from ftlib import data
 
     on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
-    common = {"batch": 8, "max_length": 384, "eval_steps": 11}
+    common = {"batch": 8, "max_length": 384, "eval_steps": 10}
     if on_gpu:
         return {"focus": data.INTENTS, "max_steps": -1, "lr": 2e-4, "dropout": 0.05, **common}
-    return {"focus": CPU_FOCUS, "max_steps": 22, "lr": 3e-3, "dropout": 0.0, **common}
+    return {"focus": CPU_FOCUS, "max_steps": 30, "lr": 3e-3, "dropout": 0.0, **common}
 
 
 def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0) -> Path:
@@ -312,22 +350,18 @@ def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Pat
 def train(model="auto", dataset=None, output_dir: str | Path | None = None, method: str = "qlora", r: int = 16,
           alpha: int | None = None, dropout: float = 0.05, target: str | list[str] = "all-linear",
           early_stopping: int | None = None, resume: bool = False, live: bool = True, lang: str = "en",
-          padding_free: bool | None = None, **config) -> TrainResult:
+          **config) -> TrainResult:
     """Fine-tune `model` (a preset name, a hub id, or a (model, tokenizer) pair) with LoRA or QLoRA.
 
     dataset: a DatasetDict with "train" and "validation" prompt/completion rows (data.course_dataset).
     method: "qlora" (4-bit NF4 base + LoRA) or "lora" (base in the compute dtype + LoRA).
     early_stopping: stop after this many evaluations without improvement and keep the best checkpoint.
     resume: continue from the last checkpoint in output_dir (after a Colab disconnect, say).
-    padding_free: concatenate each batch's rows into one sequence (TRL's padding-free collator; position_ids keep
-    the rows apart in attention), so no token is padding. None: on a CPU, where it measured as fast as padded
-    batches (bench/training.py); padded batches grouped by length on a GPU, where it is not measured yet.
     config: passed to sft_config (lr, max_steps, epochs, batch, grad_accum, max_length, eval_steps, ...).
     Taught in notebook 03.
     """
     from peft import prepare_model_for_kbit_training
     from transformers import EarlyStoppingCallback
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     if method not in {"qlora", "lora"}:
         raise ValueError("method must be 'qlora' or 'lora'")
@@ -352,18 +386,14 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     callbacks = [clock, LiveLoss(f"{method} on {name}")] if live else [clock]
     if early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping))
-    trainer = CountingSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
-                                 eval_dataset=dataset["validation"], processing_class=tokenizer,
-                                 peft_config=lora_config(model, r, alpha, dropout, target), callbacks=callbacks)
+    trainer = CourseSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
+                               eval_dataset=dataset["validation"], processing_class=tokenizer,
+                               peft_config=lora_config(model, r, alpha, dropout, target), callbacks=callbacks)
     if quantized and not args.bf16:
         # TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, so keep them fp32.
         for param in trainer.model.parameters():
             if param.requires_grad:
                 param.data = param.data.float()
-    if padding_free is None:
-        padding_free = env.device() == "cpu"
-    if padding_free:  # TRL has cut the rows to max_length (its padding_free=True would refuse max_length)
-        trainer.data_collator = DataCollatorForLanguageModeling(tokenizer.pad_token_id, padding_free=True)
     checkpoint = last_checkpoint(output_dir) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     adapter = output_dir / "adapter"

@@ -114,6 +114,26 @@ def test_4bit_load_has_linear4bit_layers_on_cpu():
     assert torch.isfinite(logits).all()
 
 
+def _checkpoint_mappings() -> list[tuple[int, int]]:
+    """Address ranges of the .safetensors files this process has memory-mapped (/proc/self/maps)."""
+    ranges = []
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if len(fields) > 5 and fields[5].endswith(".safetensors"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            ranges.append((start, end))
+    return ranges
+
+
+def test_4bit_load_keeps_no_parameter_in_the_checkpoint_file():
+    model, tok = models.load("tiny-random", quantization="4bit")
+    mapped = _checkpoint_mappings()
+    inside = [name for name, p in model.named_parameters() if any(a <= p.data_ptr() < b for a, b in mapped)]
+    assert inside == []  # a view into the mapped fp32 file would keep all of it resident
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # still tied
+    assert torch.isfinite(model(**tok("hello", return_tensors="pt")).logits).all()
+
+
 def test_8bit_load_has_int8_layers():
     import bitsandbytes as bnb
 

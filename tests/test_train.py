@@ -84,39 +84,39 @@ def prepared_lengths(tiny, rows, max_length):
     return trainer.train_dataset
 
 
-@pytest.mark.parametrize("padding_free", [True, False])
-def test_every_trained_token_is_counted_once(tiny, small, tmp_path, padding_free):
-    """One epoch (24 rows, batch 4, 6 steps): the non-pad tokens counted are exactly those of the 24 rows, though
-    evaluations run before, between and after, and the data loader builds a batch ahead."""
-    result = run("tiny-random", small, tmp_path, padding_free=padding_free)
+def test_every_trained_token_is_counted_once(tiny, small, tmp_path):
+    """One epoch (24 rows, batch 4, 6 steps): the tokens counted are exactly those of the batches LengthBuckets
+    makes of the 24 rows, though evaluations run before, between and after, and the data loader builds ahead."""
+    result = run("tiny-random", small, tmp_path)
     lengths = [len(ids) for ids in prepared_lengths(tiny, small["train"], 192)["input_ids"]]
+    order = list(train.LengthBuckets(lengths, 4, seed=0))
+    padded = sum(4 * max(lengths[i] for i in order[k:k + 4]) for k in range(0, 24, 4))
     assert result.tokens == sum(lengths)
-    if padding_free:
-        assert result.real_token_share == 1.0
-    else:  # batches are padded to their longest row
-        assert result.real_token_share < 1.0
+    assert result.real_token_share == pytest.approx(sum(lengths) / padded)
 
 
-def test_padding_free_batches_give_the_padded_loss(tiny, small):
-    """TRL's padding-free collator concatenates the rows; position_ids keep them from attending to each other, so
-    the loss equals the padded batch's. Without position_ids the rows see each other and the loss changes."""
+def epoch_padding(order, lengths, batch):
+    batches = [order[i:i + batch] for i in range(0, len(order), batch)]
+    return 1 - sum(lengths) / sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+
+def test_length_buckets_pad_less_than_group_by_length(tiny):
+    """Every row once per epoch; batches of near-equal length; a new order each epoch, the same one again for the
+    same seed and epoch (resume); less padding than transformers' sampler on the course's row lengths."""
     import torch
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+    from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    model, tok = tiny
-    rows = [{"input_ids": r["input_ids"], "labels": r["labels"]}
-            for r in prepared_lengths(tiny, small["train"].select(range(4)), 192)]
-    assert len({len(r["input_ids"]) for r in rows}) > 1  # rows of different lengths: the padded batch has padding
-    padded = DataCollatorForLanguageModeling(tok.pad_token_id)(rows)
-    free = DataCollatorForLanguageModeling(tok.pad_token_id, padding_free=True)(rows)
-    assert (padded["attention_mask"] == 0).any() and free["input_ids"].shape[0] == 1
-    with torch.no_grad():
-        loss_padded = model(**padded).loss
-        loss_free = model(**free).loss
-        no_boundaries = {k: v for k, v in free.items() if k in ("input_ids", "labels")}
-        loss_mixed = model(**no_boundaries).loss
-    assert loss_free.item() == pytest.approx(loss_padded.item(), rel=1e-5)
-    assert loss_mixed.item() != pytest.approx(loss_padded.item(), rel=1e-5)
+    lengths = [len(ids) for ids in prepared_lengths(tiny, data.course_dataset("en")["train"], 384)["input_ids"]]
+    sampler = train.LengthBuckets(lengths, 8, seed=0)
+    first = list(sampler)
+    assert sorted(first) == list(range(len(lengths))) and first == list(sampler)
+    sampler.set_epoch(1)
+    assert sorted(list(sampler)) == sorted(first) and list(sampler) != first
+    ours = epoch_padding(first, lengths, 8)
+    theirs = epoch_padding(get_length_grouped_indices(lengths, 8, generator=torch.Generator().manual_seed(0)),
+                           lengths, 8)
+    assert ours < 0.02 and ours < theirs / 2
+    assert max(lengths[i] for i in first[-(len(lengths) % 8):]) == max(lengths)  # the partial batch comes last
 
 
 def test_step_clock_leaves_out_evaluations_and_saves(monkeypatch):
