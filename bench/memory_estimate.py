@@ -19,7 +19,7 @@ relative error |estimate - measured| / measured.
 - measured activations are what autograd saved for backward; the loss's temporaries (the logits tiles) are in the
   measured overhead, and in the estimate's activations.
 
-Findings (2026-11-25, seq 128 x batch 4): full -3.9%, LoRA -3.4%, QLoRA -2.0% (estimate 3.25 / 2.20 / 1.33 GiB,
+Findings (2026-11-24, seq 128 x batch 4): full -3.9%, LoRA -3.4%, QLoRA -2.0% (estimate 3.25 / 2.20 / 1.33 GiB,
 measured 3.38 / 2.28 / 1.36). Weights, gradients and optimizer state match to the byte. What changed, by mechanism:
 - QLoRA: models.load(..., quantization="4bit") left the non-quantized parameters (embedding, norms) as views into
   the mmapped fp32 model.safetensors, keeping the whole 0.5 GiB file resident; it now copies them (tie intact).

@@ -1,7 +1,7 @@
 """Training throughput (P1): ftlib.train's LoRA path vs a naive "first tutorial" Trainer loop, same model,
 data, LoRA config, learning rate, batch and steps, fp32 on CPU (smollm2-135m, the course's English train rows).
 
-Run: .venv/bin/python bench/training.py [--steps 5] [--batch 8] [--max-length 384] [--alternatives]
+Run: .venv/bin/python bench/training.py [--steps 5] [--batch 8] [--max-length 384] [--rounds 2] [--alternatives]
 
 Targets (P1): ftlib >= 1.5x the naive loop in non-pad tokens per second, and at most 5% padding in ftlib's
 training batches. The last line gives both.
@@ -17,7 +17,10 @@ training batches. The last line gives both.
   (the rows of a batch laid end to end as one sequence; position_ids keep them apart in attention).
 
 What is timed, the same way for all: ftlib.train.StepClock, the seconds inside training steps (collation, forward,
-backward, optimizer, logging), evaluations and checkpoint saves left out; step 1 counts. Tokens are those of the
+backward, optimizer, logging), evaluations and checkpoint saves left out; step 1 counts. A first ftlib run, not
+reported, warms the process up. The machine's speed drifts within minutes (the same ftlib run measured 5.6 and
+4.1 s/step in one process), so every run is repeated --rounds times, every other round in reverse order, and the
+fastest of its rounds counts. Tokens are those of the
 batches trained: CourseSFTTrainer counts them in training_step (TrainResult.tokens and real_token_share); the
 naive Trainer counts its non-padding tokens with include_num_input_tokens_seen="non_padding". The validation
 split is cut to one batch of 8 rows to keep ftlib's evaluations short.
@@ -43,6 +46,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--rounds", type=int, default=2, help="every run this many times (alternating order); the "
+                        "fastest counts")
     parser.add_argument("--alternatives", action="store_true",
                         help="also run ftlib with transformers' group_by_length sampler and with padding-free batches")
     args = parser.parse_args()
@@ -92,9 +97,9 @@ def main() -> None:
                                   eval_steps=10**6)
         finally:
             ft.CourseSFTTrainer = original
-        runs[label] = {"s/step": result.seconds / args.steps, "non-pad tok/s": result.tokens_per_second,
+        keep(label, {"s/step": result.seconds / args.steps, "non-pad tok/s": result.tokens_per_second,
                        "padding share": 1 - result.real_token_share, "non-pad tokens": result.tokens,
-                       "wall s (with evaluations, save)": result.wall_seconds}
+                     "wall s (with evaluations, save)": result.wall_seconds})
 
     def run_naive() -> None:
         model, tok = models.load("smollm2-135m")
@@ -118,9 +123,9 @@ def main() -> None:
             start = time.perf_counter()
             trainer.train()
         real, tokens = trainer.state.num_input_tokens_seen, args.steps * args.batch * args.max_length
-        runs["naive"] = {"s/step": clock.seconds / args.steps, "non-pad tok/s": real / clock.seconds,
+        keep("naive", {"s/step": clock.seconds / args.steps, "non-pad tok/s": real / clock.seconds,
                          "padding share": 1 - real / tokens, "non-pad tokens": real,
-                         "wall s (with evaluations, save)": time.perf_counter() - start}
+                       "wall s (with evaluations, save)": time.perf_counter() - start})
 
     def sampler_padding() -> None:
         """Padding share over whole epochs of the course rows: LengthBuckets vs transformers' sampler."""
@@ -142,12 +147,22 @@ def main() -> None:
             print(f"{name}: padding share over a whole epoch ({len(lengths)} rows, 5 seeds) "
                   f"{min(shares):.1%}-{max(shares):.1%}, mean {sum(shares) / len(shares):.1%}")
 
+    def keep(label: str, row: dict) -> None:
+        """The faster of the rounds for each run."""
+        print(f"{label}: {row['s/step']:.2f} s/step, {row['non-pad tok/s']:.1f} non-pad tokens/s", flush=True)
+        if label not in runs or row["non-pad tok/s"] > runs[label]["non-pad tok/s"]:
+            runs[label] = row
+
     wall = time.perf_counter()
-    run_ftlib("ftlib")  # first: any warm-up left counts against ftlib, not the baseline
-    run_naive()
+    order = [lambda: run_ftlib("ftlib"), run_naive]
     if args.alternatives:
-        run_ftlib("ftlib, transformers group_by_length", GroupByLength)
-        run_ftlib("ftlib, padding-free", PaddingFree)
+        order += [lambda: run_ftlib("ftlib, transformers group_by_length", GroupByLength),
+                  lambda: run_ftlib("ftlib, padding-free", PaddingFree)]
+    run_ftlib("warm-up")  # the process's first steps pay one-off costs (kernel set-up): measured, not reported
+    del runs["warm-up"]
+    for round_ in range(args.rounds):  # the machine's speed drifts: every other round runs in reverse order
+        for run in order if round_ % 2 == 0 else order[::-1]:
+            run()
     sampler_padding()
 
     print(f"smollm2-135m LoRA r=16 all-linear, fp32 CPU, torch threads {torch.get_num_threads()}, "

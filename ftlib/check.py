@@ -267,7 +267,7 @@ def _adamw_bytes(answer: Any) -> bool:
            "収まりますか？（True/False）"},
     {"en": "memory.estimate('llama-3.1-8b', 'full', 1024, 1).fits()",
      "ja": "memory.estimate('llama-3.1-8b', 'full', 1024, 1).fits() を実行してみましょう。"},
-    {"en": "False: about 144 GiB", "ja": "False（約 144 GiB）"},
+    {"en": "False: about 134 GiB", "ja": "False（約 134 GiB）"},
 )
 def _llama_full(answer: Any) -> bool:
     from ftlib import memory

@@ -356,12 +356,13 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     dataset: a DatasetDict with "train" and "validation" prompt/completion rows (data.course_dataset).
     method: "qlora" (4-bit NF4 base + LoRA) or "lora" (base in the compute dtype + LoRA).
     early_stopping: stop after this many evaluations without improvement and keep the best checkpoint.
+    live: draw the loss while training (in Jupyter); False trains quietly (a progress bar at most).
     resume: continue from the last checkpoint in output_dir (after a Colab disconnect, say).
     config: passed to sft_config (lr, max_steps, epochs, batch, grad_accum, max_length, eval_steps, ...).
     Taught in notebook 03.
     """
     from peft import prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
     if method not in {"qlora", "lora"}:
         raise ValueError("method must be 'qlora' or 'lora'")
@@ -389,6 +390,8 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     trainer = CourseSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
                                eval_dataset=dataset["validation"], processing_class=tokenizer,
                                peft_config=lora_config(model, r, alpha, dropout, target), callbacks=callbacks)
+    if not live:
+        trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
     if quantized and not args.bf16:
         # TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, so keep them fp32.
         for param in trainer.model.parameters():

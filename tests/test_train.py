@@ -260,3 +260,15 @@ def test_live_loss_redraws_after_evaluations_and_at_most_every_few_seconds(monke
     live.on_log(None, state, None, logs={"eval_loss": 0.5})
     live.on_train_end(None, state, None)
     assert len(drawn) == 3 and live.val == [(5, 0.5)]
+
+
+def test_training_is_quiet_when_not_live(small, tmp_path, capsys):
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the Trainer then turns its progress bar off and prints every log line instead
+    try:
+        run("tiny-random", small, tmp_path, max_steps=2)
+    finally:
+        hf_logging.set_verbosity(level)
+    assert "'loss'" not in capsys.readouterr().out
