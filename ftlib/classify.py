@@ -126,9 +126,7 @@ def load_classifier(name: str = "auto", lang: str = "en", r: int = 16, alpha: in
                                    num_labels=len(INTENTS), id2label=dict(enumerate(INTENTS)),
                                    label2id={intent: i for i, intent in enumerate(INTENTS)})
     model = get_peft_model(model, lora_config(model, r, alpha, dropout, layers))
-    for param in model.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
+    train.fp32_trainables(model)
     return model, tokenizer
 
 

@@ -740,6 +740,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
     from trl import SFTConfig, SFTTrainer
 
     from ftlib import env, models
+    from ftlib.train import fp32_trainables
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
@@ -801,10 +802,8 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
         finally:
             if not quiet_data:
                 datasets.enable_progress_bars()
-        if method == "qlora" and not args.bf16:  # TRL stores QLoRA adapters in bf16; train.train keeps them fp32
-            for param in trainer.model.parameters():
-                if param.requires_grad:
-                    param.data = param.data.float()
+        if method == "qlora" and not args.bf16:  # as train.train does
+            fp32_trainables(trainer.model)
         for quiet in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(quiet)
         _release_freed_memory()  # what loading and quantizing left behind is not training memory

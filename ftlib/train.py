@@ -56,6 +56,17 @@ def lora_config(model, r: int = 16, alpha: int | None = None, dropout: float = 0
                       bias="none", task_type="CAUSAL_LM")
 
 
+def fp32_trainables(model) -> None:
+    """Store the trainable parameters (LoRA matrices, a new head) in fp32, whatever dtype the frozen base has.
+
+    TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, and fp16 weights
+    would lose small updates, so the course keeps them fp32. Taught in notebook 03.
+    """
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.float()
+
+
 def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
     """Blend general rows into a task dataset against forgetting: ratio x len(dataset) general rows, shuffled.
 
@@ -116,9 +127,9 @@ class CourseSFTTrainer(SFTTrainer):
         self.tokens = self.real = 0
 
     def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset if train_dataset is None else train_dataset
         if self.args.train_sampling_strategy != "group_by_length":
             return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
         return LengthBuckets([len(ids) for ids in dataset["input_ids"]], self.args.per_device_train_batch_size,
                              self.args.data_seed if self.args.data_seed is not None else self.args.seed)
 
@@ -393,10 +404,7 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
     if not live:
         trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
     if quantized and not args.bf16:
-        # TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, so keep them fp32.
-        for param in trainer.model.parameters():
-            if param.requires_grad:
-                param.data = param.data.float()
+        fp32_trainables(trainer.model)
     checkpoint = last_checkpoint(output_dir) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     adapter = output_dir / "adapter"

@@ -73,8 +73,8 @@ def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path)
     assert 0 < result.seconds < result.wall_seconds and result.tokens_per_second > 0
 
 
-def prepared_lengths(tiny, rows, max_length):
-    """Token lengths of `rows` as TRL prepares them for training (chat template, cut to max_length)."""
+def prepared_rows(tiny, rows, max_length):
+    """`rows` as TRL prepares them for training (chat template, labels, cut to max_length)."""
     from trl import SFTTrainer
 
     model, tok = tiny
@@ -88,7 +88,7 @@ def test_every_trained_token_is_counted_once(tiny, small, tmp_path):
     """One epoch (24 rows, batch 4, 6 steps): the tokens counted are exactly those of the batches LengthBuckets
     makes of the 24 rows, though evaluations run before, between and after, and the data loader builds ahead."""
     result = run("tiny-random", small, tmp_path)
-    lengths = [len(ids) for ids in prepared_lengths(tiny, small["train"], 192)["input_ids"]]
+    lengths = [len(ids) for ids in prepared_rows(tiny, small["train"], 192)["input_ids"]]
     order = list(train.LengthBuckets(lengths, 4, seed=0))
     padded = sum(4 * max(lengths[i] for i in order[k:k + 4]) for k in range(0, 24, 4))
     assert result.tokens == sum(lengths)
@@ -106,7 +106,7 @@ def test_length_buckets_pad_less_than_group_by_length(tiny):
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    lengths = [len(ids) for ids in prepared_lengths(tiny, data.course_dataset("en")["train"], 384)["input_ids"]]
+    lengths = [len(ids) for ids in prepared_rows(tiny, data.course_dataset("en")["train"], 384)["input_ids"]]
     sampler = train.LengthBuckets(lengths, 8, seed=0)
     first = list(sampler)
     assert sorted(first) == list(range(len(lengths))) and first == list(sampler)
