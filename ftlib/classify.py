@@ -12,7 +12,6 @@ imbalance, an optional weighted cross-entropy through the Trainer's `compute_los
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 import unicodedata
@@ -23,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ftlib import data, env, metrics, models, train
+from ftlib import data, env, metrics, models, recipe, train
 
 INTENTS = data.INTENTS
 UNKNOWN = "unknown"
@@ -93,15 +92,16 @@ def keep_few(train_split, intents: Sequence[str], keep: int = 3, seed: int = 0):
     return shuffled.select(picked)
 
 
-def lora_config(model, r: int = 16, alpha: int | None = None, dropout: float = 0.05, layers: int | None = None):
-    """train.lora_config for a classifier: LoRA on every Linear layer, task type SEQ_CLS.
+def lora_config(model, r: int = recipe.R, lora_alpha: int | None = None, lora_dropout: float = recipe.LORA_DROPOUT,
+                layers: int | None = None):
+    """recipe.lora_config for a classifier: LoRA on every Linear layer, task type SEQ_CLS.
 
     With SEQ_CLS, peft adds the new head ("score" or "classifier") to modules_to_save: it is trained in full
     (it starts random) and saved with the adapter. layers: adapt only the top `layers` transformer blocks
     (peft's layers_to_transform); the backward pass then stops below them, so a step costs less.
     Taught in notebook 06.
     """
-    config = dataclasses.replace(train.lora_config(model, r, alpha, dropout), task_type="SEQ_CLS")
+    config = recipe.lora_config(r, lora_alpha, lora_dropout, task_type="SEQ_CLS")
     if layers is not None:
         total = model.config.num_hidden_layers
         if not 0 < layers <= total:
@@ -110,8 +110,8 @@ def lora_config(model, r: int = 16, alpha: int | None = None, dropout: float = 0
     return config
 
 
-def load_classifier(name: str = "auto", lang: str = "en", r: int = 16, alpha: int | None = None,
-                    dropout: float = 0.05, layers: int | None = None, seed: int = 0):
+def load_classifier(name: str = "auto", lang: str = "en", r: int = recipe.R, lora_alpha: int | None = None,
+                    lora_dropout: float = recipe.LORA_DROPOUT, layers: int | None = None, seed: int = 0):
     """(model, tokenizer): the model with a new classification head for the 12 intents, wrapped in LoRA.
 
     The head reads the hidden state of the last non-padding token, so the model needs a pad token id
@@ -125,8 +125,8 @@ def load_classifier(name: str = "auto", lang: str = "en", r: int = 16, alpha: in
     model, tokenizer = models.load(name, lang=lang, model_class=AutoModelForSequenceClassification,
                                    num_labels=len(INTENTS), id2label=dict(enumerate(INTENTS)),
                                    label2id={intent: i for i, intent in enumerate(INTENTS)})
-    model = get_peft_model(model, lora_config(model, r, alpha, dropout, layers))
-    train.fp32_trainables(model)
+    model = get_peft_model(model, lora_config(model, r, lora_alpha, lora_dropout, layers))
+    recipe.fp32_trainables(model)
     return model, tokenizer
 
 
@@ -217,14 +217,12 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
     tokenized = {split: dataset[split].map(lambda rows: tokenizer(rows["text"], truncation=True, max_length=max_length),
                                            batched=True, remove_columns=["text", "intent"])
                  for split in splits}
-    on_gpu = env.device() == "cuda"
     args = TrainingArguments(
         output_dir=str(output_dir or env.runs_dir() / "06_classifier"), learning_rate=lr, max_steps=max_steps,
         num_train_epochs=epochs, per_device_train_batch_size=batch, per_device_eval_batch_size=max(batch, 16),
         lr_scheduler_type="cosine", warmup_steps=0.1, eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps, train_sampling_strategy="group_by_length", save_strategy="no", logging_steps=1,
-        report_to=[], disable_tqdm=not live, seed=seed, data_seed=seed, dataloader_num_workers=0,
-        use_cpu=not on_gpu and env.device() != "mps", **env.trainer_precision())
+        disable_tqdm=not live, **recipe.trainer_basics(seed))
     trainer = Trainer(model=model, args=args, train_dataset=tokenized["train"],
                       eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=_compute_metrics,

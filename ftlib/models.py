@@ -225,7 +225,8 @@ def load(name: str = "auto", quantization: str | None = None, dtype: str | torch
          padding_side: str = "right", lang: str = "en", model_class=None, **model_kwargs):
     """Load (model, tokenizer) for a preset name or a hub id, ready for fine-tuning.
 
-    quantization: None, "8bit" or "4bit" (bitsandbytes; "4bit" = NF4 + double quantization, QLoRA).
+    quantization: None, "8bit", "4bit" (bitsandbytes; "4bit" = NF4 + double quantization, QLoRA) or a
+    BitsAndBytesConfig of your own (recipe.bnb_config).
     dtype: "auto" takes env.compute_dtype() (fp32 on CPU, fp16 on a T4, bf16 on Ampere+).
     padding_side: "right" for training; use padding_side(tok, "left") to generate in batches.
     lang: which hub model "auto" picks on a GPU ("ja" takes a Japanese-specialised one).
@@ -249,7 +250,8 @@ def load(name: str = "auto", quantization: str | None = None, dtype: str | torch
         dtype = getattr(torch, dtype)
     kwargs = {"dtype": dtype, "trust_remote_code": False, **model_kwargs}
     if quantization:
-        kwargs["quantization_config"] = quantization_config(quantization, dtype)
+        kwargs["quantization_config"] = (quantization_config(quantization, dtype) if isinstance(quantization, str)
+                                         else quantization)
     if env.device() == "cuda":
         kwargs["device_map"] = {"": 0}
     try:

@@ -1,13 +1,15 @@
 """Fine-tuning with LoRA or QLoRA on TRL's SFTTrainer: the course's one training entry point (notebook 03).
 
-    result = train("auto", data.course_dataset("en"), method="qlora", max_steps=40)
+    args = recipe.sft_config("runs/x", learning_rate=3e-3, max_steps=30)   # or a trl.SFTConfig of your own
+    result = train("auto", data.course_dataset("en"), args, method="qlora", lora=recipe.lora_config(r=16))
     result.history        # step, train loss, validation loss
     result.adapter_path   # the saved LoRA adapter
 
-Completion-only loss (prompt masked, EOS trained), 4-bit base through bitsandbytes for QLoRA, the dtype
-from ftlib.env, evaluation and checkpoints every N steps, early stopping with the best checkpoint kept,
-resume after a disconnect, batches of rows of near-equal length to keep padding small, a live loss plot in Jupyter.
-The same code runs under `accelerate launch` on several processes: `python -m ftlib.train --help`.
+The recipe (the three configs and their defaults) lives in ftlib.recipe; this module runs it: the model built by
+recipe.prepare, batches of rows of near-equal length to keep padding small, the tokens trained counted, evaluation
+and checkpoints, early stopping with the best checkpoint kept, resume after a disconnect, a live loss plot in Jupyter.
+The same code runs under `accelerate launch` on several processes, on the course data or your own file:
+`python -m ftlib.train --help`.
 """
 
 from __future__ import annotations
@@ -22,49 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
-from ftlib import env, models
-
-HEAD_NAMES = ("lm_head", "embed_out", "output", "score", "classifier")
-
-
-def linear_names(model) -> list[str]:
-    """The names of the Linear layers LoRA can adapt (4-bit and 8-bit ones too), output head excluded.
-
-    Taught in notebook 03.
-    """
-    found = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and "lora_" not in name}
-    return sorted(found - set(HEAD_NAMES))
-
-
-def lora_config(model, r: int = 16, alpha: int | None = None, dropout: float = 0.05,
-                target: str | list[str] = "all-linear"):
-    """A peft LoraConfig for a causal LM: rank r, scale alpha (default 2r), on every Linear layer or on `target`.
-
-    Taught in notebook 03.
-    """
-    from peft import LoraConfig
-
-    names = linear_names(model) if target == "all-linear" else list(target)
-    missing = set(names) - set(linear_names(model))
-    if missing:
-        raise ValueError(f"no Linear layers named {sorted(missing)}; this model has {linear_names(model)}")
-    return LoraConfig(r=r, lora_alpha=alpha or 2 * r, lora_dropout=dropout, target_modules=names,
-                      bias="none", task_type="CAUSAL_LM")
-
-
-def fp32_trainables(model) -> None:
-    """Store the trainable parameters (LoRA matrices, a new head) in fp32, whatever dtype the frozen base has.
-
-    TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, and fp16 weights
-    would lose small updates, so the course keeps them fp32. Taught in notebook 03.
-    """
-    for param in model.parameters():
-        if param.requires_grad:
-            param.data = param.data.float()
+from ftlib import data, env, models, recipe
 
 
 def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
@@ -115,8 +78,9 @@ class LengthBuckets(torch.utils.data.Sampler):
 
 
 class CourseSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with two additions: batches of near-equal length (LengthBuckets) where the config asks for
-    group_by_length, and a count of the tokens it trains on, all of them and the non-padding ones.
+    """TRL's SFTTrainer with three additions: batches of near-equal length (LengthBuckets) where the config asks for
+    group_by_length, a count of the tokens it trains on (all of them and the non-padding ones), and trainable weights
+    kept in fp32 where TRL would cast a 4-bit model's adapters to bf16 (no fast bf16 on a T4 or a CPU).
 
     Tokens are counted in `training_step`, which runs once per trained batch: evaluation batches and the batch the
     data loader builds ahead are never counted. Taught in notebook 03.
@@ -125,6 +89,8 @@ class CourseSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tokens = self.real = 0
+        if recipe.quantized(self.model) and not self.args.bf16:  # TRL casts a 4-bit model's adapters to bf16
+            recipe.fp32_trainables(self.model)  # keep them fp32, as recipe.prepare made them
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.train_sampling_strategy != "group_by_length":
@@ -268,36 +234,6 @@ def history_frame(log_history: list[dict]) -> pd.DataFrame:
     return frame.astype({"step": int})
 
 
-def sft_config(output_dir: str | Path, *, lr: float = 2e-4, max_steps: int = -1, epochs: float = 1.0,
-               batch: int = 8, grad_accum: int = 1, max_length: int = 256, eval_steps: int = 10,
-               save_steps: int | None = None, best: bool = False, gradient_checkpointing: bool | None = None,
-               seed: int = 0, logging_steps: int = 1, warmup: float = 0.1, weight_decay: float = 0.0):
-    """The SFTConfig the course trains with; every argument that matters is a parameter.
-
-    Completion-only loss; length-grouped batches (little padding); evaluation and a checkpoint every
-    `eval_steps`; the best checkpoint (lowest validation loss) kept and reloaded when `best`; precision
-    flags from env.trainer_precision(); gradient checkpointing on a GPU by default. Taught in notebook 03.
-    """
-    from trl import SFTConfig
-
-    on_gpu = env.device() == "cuda"
-    checkpointing = on_gpu if gradient_checkpointing is None else gradient_checkpointing
-    return SFTConfig(
-        output_dir=str(output_dir), learning_rate=lr, max_steps=max_steps, num_train_epochs=epochs,
-        per_device_train_batch_size=batch, per_device_eval_batch_size=max(batch, 8),  # evaluation needs no grads
-        gradient_accumulation_steps=grad_accum,
-        lr_scheduler_type="cosine", warmup_steps=warmup, weight_decay=weight_decay,
-        max_length=max_length, completion_only_loss=True, train_sampling_strategy="group_by_length",
-        eval_strategy="steps", eval_steps=eval_steps, eval_on_start=True,
-        save_strategy="steps", save_steps=save_steps or eval_steps, save_total_limit=2,
-        load_best_model_at_end=best, metric_for_best_model="eval_loss", greater_is_better=False,
-        logging_steps=logging_steps, report_to=[], seed=seed, data_seed=seed,
-        use_cpu=not on_gpu and env.device() != "mps", activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
-        dataloader_num_workers=0, **env.trainer_precision(),
-    )
-
-
 def last_checkpoint(output_dir: str | Path) -> str | None:
     """The newest complete checkpoint in `output_dir`, or None.
 
@@ -316,37 +252,31 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 
 SUMMARY = "train_summary.json"  # TrainResult.summary() saved next to the adapter: steps, seconds, losses
-CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
-
-
-def course_settings(on_gpu: bool | None = None) -> dict:
-    """Notebook 03's defaults: on a GPU a full epoch over all intents at lr 2e-4 with LoRA dropout 0.05; on a CPU
-    30 steps of 8 rows at lr 3e-3 over two intents whose facts recur most (CPU_FOCUS), without dropout (its masks
-    cost 15% of a CPU step and 30 steps are too few to overfit): about a minute and a half. Taught in notebook 03.
-    """
-    from ftlib import data
-
-    on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
-    common = {"batch": 8, "max_length": 384, "eval_steps": 10}
-    if on_gpu:
-        return {"focus": data.INTENTS, "max_steps": -1, "lr": 2e-4, "dropout": 0.05, **common}
-    return {"focus": CPU_FOCUS, "max_steps": 30, "lr": 3e-3, "dropout": 0.0, **common}
 
 
 def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0) -> Path:
     """Notebook 03's adapter for this model, method and language (under run_dir); trained again with
-    course_settings() when it is missing, so later notebooks run on their own. Taught in notebook 04.
+    recipe.course_settings() when it is missing, so later notebooks run on their own. Taught in notebook 04.
     """
-    from ftlib import data
-
     adapter = run_dir(model, method, lang) / "adapter"
     if (adapter / "adapter_config.json").exists():
         return adapter
     print(f"{adapter} is missing: training it as notebook 03 does")
-    settings = course_settings()
-    focus = settings.pop("focus")
-    dataset = data.course_dataset(lang).filter(lambda row: row["intent"] in focus)
-    return train(model, dataset, method=method, lang=lang, seed=seed, **settings).adapter_path
+    settings = recipe.course_settings()
+    focus, dropout = settings.pop("focus"), settings.pop("lora_dropout")
+    dataset = data.course_dataset(lang)
+    if focus:
+        dataset = dataset.filter(lambda row: row["intent"] in focus)
+    return train(model, dataset, method=method, lang=lang, seed=seed, lora=recipe.lora_config(lora_dropout=dropout),
+                 **settings).adapter_path
+
+
+def model_name(model: str = "auto", lang: str = "en") -> str:
+    """The model a run uses: a hub id as given, a preset by name, "auto" decided for this machine and language.
+
+    Taught in notebook 03.
+    """
+    return model if "/" in model else models.resolve(model, lang).name
 
 
 def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Path:
@@ -354,60 +284,57 @@ def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Pat
 
     Taught in notebook 03; notebook 04 finds notebook 03's adapter there.
     """
-    name = model if "/" in model else models.resolve(model, lang).name
-    return env.runs_dir() / f"03_{method}_{name.replace('/', '_')}_{lang}"
+    return env.runs_dir() / f"03_{method}_{model_name(model, lang).replace('/', '_')}_{lang}"
 
 
-def train(model="auto", dataset=None, output_dir: str | Path | None = None, method: str = "qlora", r: int = 16,
-          alpha: int | None = None, dropout: float = 0.05, target: str | list[str] = "all-linear",
+def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=None, quantization=None,
           early_stopping: int | None = None, resume: bool = False, live: bool = True, lang: str = "en",
-          **config) -> TrainResult:
+          output_dir: str | Path | None = None, seed: int = 0, **overrides) -> TrainResult:
     """Fine-tune `model` (a preset name, a hub id, or a (model, tokenizer) pair) with LoRA or QLoRA.
 
-    dataset: a DatasetDict with "train" and "validation" prompt/completion rows (data.course_dataset).
-    method: "qlora" (4-bit NF4 base + LoRA) or "lora" (base in the compute dtype + LoRA).
+    dataset: a DatasetDict with "train" and "validation" prompt/completion rows (data.course_dataset, data.from_file).
+    args: a trl SFTConfig (notebook 03 builds one in plain sight); None builds recipe.sft_config(output_dir, seed,
+    **overrides) with any SFTConfig field by its own name (learning_rate=3e-3, max_steps=30, max_length=256, ...).
+    method: "qlora" (4-bit base + LoRA) or "lora" (base in the compute dtype + LoRA); lora: a peft LoraConfig
+    (default recipe.lora_config()); quantization: a BitsAndBytesConfig for QLoRA (default recipe.bnb_config()).
     early_stopping: stop after this many evaluations without improvement and keep the best checkpoint.
     live: draw the loss while training (in Jupyter); False trains quietly (a progress bar at most).
-    resume: continue from the last checkpoint in output_dir (after a Colab disconnect, say).
-    config: passed to sft_config (lr, max_steps, epochs, batch, grad_accum, max_length, eval_steps, ...).
+    resume: continue from the last checkpoint in the output folder (after a Colab disconnect, say).
     Taught in notebook 03.
     """
-    from peft import prepare_model_for_kbit_training
-    from transformers import EarlyStoppingCallback, PrinterCallback
-
     if method not in {"qlora", "lora"}:
         raise ValueError("method must be 'qlora' or 'lora'")
     if dataset is None or "train" not in dataset or "validation" not in dataset:
         raise ValueError("dataset must be a DatasetDict with 'train' and 'validation' splits (data.course_dataset)")
     start = time.perf_counter()
-    seed = config.get("seed", 0)
-    env.seed_everything(seed)  # LoRA's initial weights are random too
     if isinstance(model, tuple):
-        model, tokenizer = model
-        name = Path(model.config.name_or_path).name or "model"
-        output_dir = Path(output_dir or env.runs_dir() / f"03_{method}_{name}_{lang}")
+        name = Path(model[0].config.name_or_path).name or "model"
+        default_dir = env.runs_dir() / f"03_{method}_{name}_{lang}"
     else:
-        name = model if "/" in model else models.resolve(model, lang).name
-        output_dir = Path(output_dir or run_dir(model, method, lang))
-        model, tokenizer = models.load(model, quantization="4bit" if method == "qlora" else None, lang=lang)
-    args = sft_config(output_dir, best=early_stopping is not None, **config)
-    quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-    if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+        model = name = model_name(model, lang)  # "auto" decided once, for the folder and the load alike
+        default_dir = run_dir(name, method, lang)
+    if args is None:
+        args = recipe.sft_config(output_dir or default_dir, seed,
+                                 **{"load_best_model_at_end": early_stopping is not None, **overrides})
+    elif overrides or output_dir is not None:
+        raise ValueError(f"pass {sorted(overrides) or ['output_dir']} inside the SFTConfig `args`, not beside it")
+    if early_stopping is not None and not args.load_best_model_at_end:
+        raise ValueError("early stopping keeps the best checkpoint: set load_best_model_at_end=True in the SFTConfig")
+    env.seed_everything(args.seed)  # LoRA's initial weights are random too
+    model, tokenizer = recipe.prepare(model, method, lora, quantization=quantization, lang=lang,
+                                      gradient_checkpointing=args.gradient_checkpointing)
     clock = StepClock()
     callbacks = [clock, LiveLoss(f"{method} on {name}")] if live else [clock]
     if early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping))
     trainer = CourseSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
-                               eval_dataset=dataset["validation"], processing_class=tokenizer,
-                               peft_config=lora_config(model, r, alpha, dropout, target), callbacks=callbacks)
+                               eval_dataset=dataset["validation"], processing_class=tokenizer, callbacks=callbacks)
     if not live:
         trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
-    if quantized and not args.bf16:
-        fp32_trainables(trainer.model)
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    output = Path(args.output_dir)
+    checkpoint = last_checkpoint(output) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
-    adapter = output_dir / "adapter"
+    adapter = output / "adapter"
     trainer.save_model(str(adapter))
     best = trainer.state.best_model_checkpoint
     result = TrainResult(
@@ -425,34 +352,52 @@ def train(model="auto", dataset=None, output_dir: str | Path | None = None, meth
 
 
 def main(argv: list[str] | None = None) -> TrainResult:
-    """Command line: `python -m ftlib.train --model tiny-random --max-steps 6 --out runs/x` (also under
-    `accelerate launch --num_processes 2 -m ftlib.train ...`). Taught in notebook 03.
+    """Command line: `python -m ftlib.train --model tiny-random --max-steps 6 --out runs/x`; on your own file:
+    `python -m ftlib.train --data faq.csv --prompt-column question --completion-column answer` (also under
+    `accelerate launch --num_processes 2 -m ftlib.train ...`). Defaults: recipe.course_settings() for this machine.
+    Taught in notebook 03.
     """
-    from ftlib import data
-
+    settings = recipe.course_settings()
     parser = argparse.ArgumentParser(prog="python -m ftlib.train", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="auto")
     parser.add_argument("--method", default="qlora", choices=["qlora", "lora"])
-    parser.add_argument("--lang", default="en")
+    parser.add_argument("--lang", default="en", choices=sorted(data.SYSTEM_PROMPT))
+    parser.add_argument("--data", type=Path, default=None,
+                        help="your CSV/TSV/JSON/JSONL/Parquet file (default: the course data)")
+    parser.add_argument("--prompt-column", default="prompt", help="the column with the question or instruction")
+    parser.add_argument("--completion-column", default="completion", help="the column with the answer to learn")
+    parser.add_argument("--messages-column", default=None, help="a chat `messages` column instead of the two above")
+    parser.add_argument("--system", default=None, help="a system prompt put before every question (default: none)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--max-steps", type=int, default=40)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--r", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--eval-steps", type=int, default=10)
+    parser.add_argument("--max-steps", type=int, default=settings["max_steps"])
+    parser.add_argument("--per-device-train-batch-size", "--batch", type=int, default=recipe.BATCH)
+    parser.add_argument("--learning-rate", "--lr", type=float, default=settings["learning_rate"])
+    parser.add_argument("--r", type=int, default=recipe.R)
+    parser.add_argument("--lora-dropout", type=float, default=settings["lora_dropout"])
+    parser.add_argument("--max-length", type=int, default=recipe.MAX_LENGTH)
+    parser.add_argument("--eval-steps", type=int, default=recipe.EVAL_STEPS)
     parser.add_argument("--save-steps", type=int, default=None)
     parser.add_argument("--train-rows", type=int, default=None, help="use only the first N training rows")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
-    dataset, _ = data.prepare(args.lang, args.seed)
+    if args.data is None:
+        dataset, _ = data.prepare(args.lang, args.seed)
+    else:
+        dataset = data.from_file(args.data, args.prompt_column, args.completion_column, messages=args.messages_column,
+                                 system=args.system, seed=args.seed)
     if args.train_rows:
+        if args.train_rows > len(dataset["train"]):
+            parser.error(f"--train-rows {args.train_rows}: the training split has {len(dataset['train'])} rows")
         dataset["train"] = dataset["train"].select(range(args.train_rows))
         dataset["validation"] = dataset["validation"].select(range(min(args.train_rows, len(dataset["validation"]))))
-    result = train(args.model, dataset, args.out, method=args.method, r=args.r, resume=args.resume, live=False,
-                   lang=args.lang, max_steps=args.max_steps, batch=args.batch, lr=args.lr, max_length=args.max_length,
-                   eval_steps=args.eval_steps, save_steps=args.save_steps, seed=args.seed)
+    overrides = {"max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
+                 "learning_rate": args.learning_rate, "max_length": args.max_length, "eval_steps": args.eval_steps}
+    if args.save_steps:
+        overrides["save_steps"] = args.save_steps
+    lora = recipe.lora_config(args.r, lora_dropout=args.lora_dropout)
+    result = train(args.model, dataset, method=args.method, lora=lora, resume=args.resume, live=False, lang=args.lang,
+                   output_dir=args.out, seed=args.seed, **overrides)
     if int(os.environ.get("RANK", "0")) == 0:  # one report, also under accelerate launch
         print(result.history.to_string(index=False))
         print(result)
