@@ -1,18 +1,18 @@
 """Memory estimator accuracy (P5): ftlib.memory.estimate vs ftlib.memory.measure for full fine-tuning, LoRA and
-QLoRA of smollm2-135m on this machine, component by component, same seq_len and batch.
+QLoRA of smollm2-135m on this machine, component by component, same max_length and batch.
 
-Run: .venv/bin/python bench/memory_estimate.py [--seq-len 128] [--batch 4] [--steps 3] [--methods full lora qlora]
+Run: .venv/bin/python bench/memory_estimate.py [--max-length 128] [--batch 4] [--steps 3] [--methods full lora qlora]
      [--malloc-mmap-threshold 131072]
 
 Target (P5): the estimated total within 15% of the measured peak for every method. The last line is the worst
 relative error |estimate - measured| / measured.
 
-- measured: memory.measure("smollm2-135m", method, steps, seq_len, batch): real SFTTrainer steps on the CPU, the path
+- measured: memory.measure("smollm2-135m", method, steps, max_length, batch): real SFTTrainer steps on the CPU, the path
   train.train takes (TRL's fused LM head, fused AdamW); total = peak RSS of the process. Each method runs in a fresh
   Python process (this script started again with --one), so no model of an earlier method is left in memory. The
   scored runs set glibc's MALLOC_MMAP_THRESHOLD_=131072, so that RSS follows live memory (as the CUDA peak does on
   a GPU); each method is then run again with glibc's defaults, and the freed heap glibc keeps is printed.
-- estimated: memory.estimate("smollm2-135m", method, seq_len, batch, dtype="float32"): fp32 on CPU (no autocast,
+- estimated: memory.estimate("smollm2-135m", method, max_length, batch, dtype="float32"): fp32 on CPU (no autocast,
   TRL's torch fallback for the logits tiles), with measure()'s defaults otherwise (LoRA r=16 on the preset's
   targets, AdamW, gradient checkpointing on for QLoRA only); its overhead is the process's measured RSS after the
   imports, before any model (the interpreter and libraries), instead of the 0.5 GiB meant for a CUDA context.
@@ -72,7 +72,7 @@ def _checkpoint_rss() -> int:
     return total
 
 
-def one(method: str, seq_len: int, batch: int, steps: int) -> dict:
+def one(method: str, max_length: int, batch: int, steps: int) -> dict:
     """Estimate and measure one method in this process; bytes. Samples RSS by kind while measure() trains."""
     import threading
 
@@ -100,12 +100,12 @@ def one(method: str, seq_len: int, batch: int, steps: int) -> dict:
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
     start = time.perf_counter()
-    got = memory.measure("smollm2-135m", method, steps=steps, seq_len=seq_len, batch=batch)
+    got = memory.measure("smollm2-135m", method, steps=steps, max_length=max_length, batch=batch)
     seconds = time.perf_counter() - start
     stop.set()
     thread.join()
     # on CPU the overhead is the process itself: its RSS after the imports, before any model
-    est = memory.estimate("smollm2-135m", method, seq_len=seq_len, batch=batch, dtype="float32",
+    est = memory.estimate("smollm2-135m", method, max_length=max_length, batch=batch, dtype="float32",
                           overhead_gib=sum(floor) / GIB)
     return {"method": method, "floor": floor, "peak": peak, "seconds": seconds, "gc": got.gradient_checkpointing,
             "step_s": got.seconds_per_step, "head_gradient": est.head_gradient,
@@ -117,7 +117,7 @@ def one(method: str, seq_len: int, batch: int, steps: int) -> dict:
 def main() -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=["full", "lora", "qlora"], choices=["full", "lora", "qlora"])
@@ -128,11 +128,11 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.one:
-        print("RESULT " + json.dumps(one(args.one, args.seq_len, args.batch, args.steps)))
+        print("RESULT " + json.dumps(one(args.one, args.max_length, args.batch, args.steps)))
         return
 
     def run(method: str, threshold: int) -> dict:
-        command = [sys.executable, __file__, "--one", method, "--seq-len", str(args.seq_len),
+        command = [sys.executable, __file__, "--one", method, "--max-length", str(args.max_length),
                    "--batch", str(args.batch), "--steps", str(args.steps)]
         child_env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
         if threshold:
@@ -149,7 +149,7 @@ def main() -> None:
     import pandas as pd
 
     malloc = f"MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold}" if args.malloc_mmap_threshold else "default glibc"
-    print(f"smollm2-135m, seq_len {args.seq_len} x batch {args.batch}, {args.steps} measured steps each, fp32 CPU, "
+    print(f"smollm2-135m, max_length {args.max_length} x batch {args.batch}, {args.steps} measured steps each, fp32 CPU, "
           f"{malloc} malloc; GiB; error = (estimate - measured) / measured")
     errors = {}
     for r in results:

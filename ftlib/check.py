@@ -321,7 +321,7 @@ def _overfit(answer: Any) -> bool:
 def _lora_params(answer: Any) -> bool:
     from ftlib import memory
 
-    expected = memory.estimate("smollm2-135m", "lora", lora_r=8).trainable_params
+    expected = memory.estimate("smollm2-135m", "lora", r=8).trainable_params
     return int(str(answer).replace(",", "").replace("_", "")) == expected
 
 

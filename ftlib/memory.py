@@ -1,9 +1,9 @@
 """How much memory does fine-tuning need? Estimate it, measure it, set it beside published figures (notebook 02).
 
-    est = memory.estimate("llama-3.1-8b", "qlora", seq_len=1024, batch=1)  # sized on the meta device: no download
+    est = memory.estimate("llama-3.1-8b", "qlora", max_length=1024, batch=1)  # sized on the meta device: no download
     est.fits(15.0)                                                          # a free Colab / Kaggle T4
     got = memory.measure("smollm2-135m", "lora", steps=3)                   # a few real Trainer steps on this machine
-    memory.plot([memory.estimate("smollm2-135m", "lora", seq_len=128, batch=4, dtype="float32"), got])
+    memory.plot([memory.estimate("smollm2-135m", "lora", max_length=128, batch=4, dtype="float32"), got])
     memory.t4_table(); memory.published(); memory.compare_published(); memory.calculator()
 
 Every figure is in bytes inside the dataclasses and in GiB (2**30 bytes) in tables and plots. The components
@@ -24,8 +24,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import datasets
 import torch
 from torch import nn
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils import logging as hf_logging
+from trl import SFTConfig
+
+from ftlib import env, models, recipe
+from ftlib.train import CourseSFTTrainer
 
 GIB = 2**30
 T4_GIB = 15.0  # a "16 GB" T4 as Colab and Kaggle offer it: about 15 GiB usable (ECC and the driver take the rest)
@@ -143,7 +150,6 @@ def _config_from_arch(arch: dict):
 
 @lru_cache(maxsize=64)
 def _arch_of_name(name: str) -> _Arch:
-    from ftlib import models
 
     if name in models.PRESETS:
         preset = models.PRESETS[name]
@@ -169,8 +175,6 @@ def _arch(model) -> _Arch:
 
 def _targeted(arch: _Arch, target_modules) -> list[tuple[str, int, int]]:
     """The Linear layers LoRA adapts, by peft's own rules (peft.tuners.tuners_utils.check_target_module_exists)."""
-    if target_modules is None:
-        target_modules = arch.lora_targets or "all-linear"
     if isinstance(target_modules, str):
         if target_modules.lower() == "all-linear":  # every Linear except the output layer, as peft does
             return list(arch.linears)
@@ -239,9 +243,9 @@ class Estimate:
 
     model: str
     method: str
-    seq_len: int
+    max_length: int
     batch: int
-    lora_r: int | None
+    r: int | None
     gradient_checkpointing: bool
     optimizer: str
     dtype: str
@@ -272,7 +276,7 @@ class Estimate:
     @property
     def label(self) -> str:
         """Short name for plots and tables."""
-        return f"{self.model} {self.method} s{self.seq_len}×b{self.batch} ({self.kind})"
+        return f"{self.model} {self.method} s{self.max_length}×b{self.batch} ({self.kind})"
 
     def fits(self, gib: float = T4_GIB) -> bool:
         """True when the total fits in `gib` GiB (15 GiB: what a 16 GB T4 gives PyTorch)."""
@@ -291,8 +295,8 @@ class Estimate:
 
     def _title(self) -> str:
         gc_text = "on" if self.gradient_checkpointing else "off"
-        r = f", r={self.lora_r}" if self.method != "full" else ""
-        return (f"{self.model} · {self.method}{r} · seq {self.seq_len} × batch {self.batch} · "
+        r = f", r={self.r}" if self.method != "full" else ""
+        return (f"{self.model} · {self.method}{r} · seq {self.max_length} × batch {self.batch} · "
                 f"gradient checkpointing {gc_text} · {self.optimizer} · {self.dtype} ({self.kind})")
 
     def _footer(self) -> str:
@@ -308,8 +312,8 @@ class Estimate:
 
     def record(self) -> dict:
         """One flat dict: settings, the components and the total in GiB."""
-        row = {"model": self.model, "kind": self.kind, "method": self.method, "seq_len": self.seq_len,
-               "batch": self.batch, "lora_r": self.lora_r, "gradient_checkpointing": self.gradient_checkpointing,
+        row = {"model": self.model, "kind": self.kind, "method": self.method, "max_length": self.max_length,
+               "batch": self.batch, "r": self.r, "gradient_checkpointing": self.gradient_checkpointing,
                "optimizer": self.optimizer, "dtype": self.dtype, "trainable_params": self.trainable_params}
         row.update({f"{c}_gib": getattr(self, c) / GIB for c in COMPONENTS})
         row["total_gib"] = self.total / GIB
@@ -321,8 +325,9 @@ class Estimate:
         return frame([self])
 
 
-def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, batch: int = 1, lora_r: int = 16,
-             target_modules: str | Sequence[str] | None = None, gradient_checkpointing: bool | None = None,
+def estimate(model="smollm2-135m", method: str = "lora", max_length: int = recipe.MAX_LENGTH, batch: int = recipe.BATCH,
+             r: int = recipe.R, target_modules: str | Sequence[str] = recipe.TARGET_MODULES,
+             gradient_checkpointing: bool | None = None,
              optimizer: str = "adamw", dtype: str | torch.dtype | None = None, quant: str = "nf4",
              double_quant: bool = True, kbit_upcast: bool = True, adapter_dtype: str | torch.dtype = torch.float32,
              attention: str = "sdpa", overhead_gib: float = 0.5, device: str | None = None) -> Estimate:
@@ -330,8 +335,9 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
 
     model: a preset name (sized from its config numbers on the meta device: nothing is downloaded), a
     transformers config, or a loaded model. method: "full", "lora" or "qlora".
-    target_modules: LoRA targets (default: the preset's lora_targets, else "all-linear"); peft's matching rules.
-    gradient_checkpointing: None = on for QLoRA (prepare_model_for_kbit_training turns it on), off otherwise.
+    max_length, batch, r, target_modules: the run's, by peft's and TRL's names; the defaults are ftlib.recipe's, the
+    ones train.train uses, so an estimate describes the run that trains (peft's matching rules for the targets).
+    gradient_checkpointing: None = recipe.gradient_checkpointing(device), as train.train decides it: on a GPU only.
     optimizer: "adamw" (two moments in the trainable parameters' dtype: 8 B for fp32), "adamw_8bit" /
     "paged_adamw_8bit" (~2 B) or "sgd" (0 B).
     dtype: dtype of the weights that are not quantized. None: fp32 for full fine-tuning (mixed precision keeps
@@ -347,7 +353,7 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     - trainable parameters: full = all (tied embeddings once); LoRA = r x (in + out) per targeted Linear.
     - gradients: one per trainable parameter, in its dtype.
     - activations (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
-      eq. 1): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit without recomputation (s = seq_len, b = batch,
+      eq. 1): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit without recomputation (s = max_length, b = batch,
       h = hidden size, a = attention heads). The 5*a*s/h term is the stored s x s attention scores:
       attention="eager" keeps it; "sdpa" (transformers' default, whose fused kernels on a T4 and on CPU store no
       scores) drops it; measured on SmolLM2 on CPU, 34*s*b*h per layer came within 5% of autograd's saved bytes.
@@ -372,7 +378,6 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, not {optimizer!r}")
     arch = _arch(model)
-    gc_on = (method == "qlora") if gradient_checkpointing is None else bool(gradient_checkpointing)
     base_dtype = _dtype(dtype) if dtype is not None else (torch.float32 if method == "full" else torch.float16)
     act_bytes = 2 if dtype is None or _size(base_dtype) == 2 else 4
     mixed = act_bytes == 2  # 16-bit autocast over fp32 weights
@@ -391,7 +396,7 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
         targeted = _targeted(arch, target_modules)
         if not targeted:
             raise ValueError(f"no Linear layer of {arch.label} matches target_modules={target_modules!r}")
-        trainable = sum(lora_r * (i + o) for _, i, o in targeted)
+        trainable = sum(r * (i + o) for _, i, o in targeted)
         train_dtype = _dtype(adapter_dtype)
         adapter_bytes = trainable * _size(train_dtype)
         if method == "qlora":
@@ -422,11 +427,12 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     #   s*b*h*(34 + 5*a*s/h) bytes; with checkpointing: 2*s*b*h per layer + one full layer being recomputed.
     if attention not in ("sdpa", "eager"):
         raise ValueError(f"attention must be 'sdpa' or 'eager', not {attention!r}")
-    s, b, h, a = seq_len, batch, arch.hidden, arch.heads
+    s, b, h, a = max_length, batch, arch.hidden, arch.heads
     per_layer = (s * b * h * 34 + (5 * a * s * s * b if attention == "eager" else 0)) * act_bytes // 2
     device = device or ("cpu" if act_bytes == 4 else "cuda")
     if device not in ("cuda", "cpu"):
         raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
+    gc_on = recipe.gradient_checkpointing(device) if gradient_checkpointing is None else bool(gradient_checkpointing)
     tile = min(b * s, HEAD_TILE[0]) * min(arch.vocab, HEAD_TILE[1])
     head = tile * (4 * CPU_HEAD_TILES if device == "cpu" else act_bytes) + b * s * h * (act_bytes + 4)
     if gc_on:  # the layers' inputs stay; the head and then each recomputed layer come and go one at a time
@@ -441,7 +447,7 @@ def estimate(model="smollm2-135m", method: str = "lora", seq_len: int = 512, bat
     head_gradient = arch.head[1] * arch.head[2] * 4 if method == "full" and arch.head else 0  # fp32 accumulator
     overhead = int(overhead_gib * GIB)
     notes["overhead"] = f"{overhead_gib:g} GiB assumed: CUDA context + allocator slack"
-    return Estimate(arch.label, method, seq_len, batch, None if method == "full" else lora_r, gc_on, optimizer,
+    return Estimate(arch.label, method, max_length, batch, None if method == "full" else r, gc_on, optimizer,
                     str(base_dtype).removeprefix("torch."), arch.params, trainable, int(weight_bytes), int(gradients),
                     optimizer_state, int(activations), overhead, int(adapter_bytes), notes, head_gradient)
 
@@ -648,8 +654,8 @@ def _sampler_callback(cuda: bool, interval: float = 0.005):
     return MemorySampler()
 
 
-def _token_rows(tokenizer, n: int, seq_len: int, lang: str):
-    """n rows of the course's train split: chat template over prompt + completion, truncated to seq_len."""
+def _token_rows(tokenizer, n: int, max_length: int, lang: str):
+    """n rows of the course's train split: chat template over prompt + completion, truncated to max_length."""
     from datasets import Dataset
 
     from ftlib import data
@@ -657,7 +663,7 @@ def _token_rows(tokenizer, n: int, seq_len: int, lang: str):
     train = data.course_dataset(lang)["train"]
     rows = [train[i % len(train)] for i in range(n)]
     texts = [tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
-    enc = tokenizer(texts, truncation=True, max_length=seq_len, add_special_tokens=False)
+    enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=False)
     return Dataset.from_dict({"input_ids": enc["input_ids"]})
 
 
@@ -717,93 +723,61 @@ class Measurement(Estimate):
         return row
 
 
-def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len: int = 128, batch: int = 4,
-            lora_r: int = 16, target_modules: str | Sequence[str] | None = None,
-            gradient_checkpointing: bool | None = None, optimizer: str = "adamw", learning_rate: float | None = None,
-            lora_dropout: float = 0.0, lang: str = "en", seed: int = 0) -> Measurement:
-    """Train `steps` real steps with TRL's SFTTrainer, as train.train does, and report the memory they took.
+def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, max_length: int = recipe.MAX_LENGTH,
+            batch: int = recipe.BATCH, r: int = recipe.R, target_modules: str | Sequence[str] = recipe.TARGET_MODULES,
+            gradient_checkpointing: bool | None = None, optimizer: str = "adamw",
+            learning_rate: float = recipe.LEARNING_RATE, lora_dropout: float = 0.0, lang: str = "en",
+            seed: int = 0) -> Measurement:
+    """Train `steps` real steps with TRL's SFTTrainer, built as train.train builds it, and report the memory they took.
 
-    model: a preset name (loaded fresh: fp32 for full fine-tuning, 4-bit NF4 via models.load for QLoRA) or a
-    (model, tokenizer) pair, which is changed in place (LoRA layers, training), so pass a fresh one; for
-    "qlora" it must be loaded in 4-bit. LoRA via peft's LoraConfig/get_peft_model; QLoRA adds
-    prepare_model_for_kbit_training. gradient_checkpointing: None = on for QLoRA only (peft's default), as in
-    estimate(). Data: the course's train rows, chat template over prompt + completion, padded to seq_len;
-    labels = input_ids with padding masked (SFTTrainer's collator), loss through TRL's fused LM head (no full
-    logits), optimizer "adamw" = the Trainer's default fused AdamW. lora_dropout stays 0 by default
-    because dropout keeps a copy of every adapted layer's input, which estimate() does not count.
+    model: a preset name (loaded fresh by recipe.prepare: fp32 for full fine-tuning, 4-bit NF4 for QLoRA) or a
+    (model, tokenizer) pair, which is changed in place (LoRA layers, training), so pass a fresh one; for "qlora" it
+    must be loaded in 4 bits. The defaults are ftlib.recipe's, as in estimate() and train.train;
+    gradient_checkpointing None = recipe.gradient_checkpointing() for this machine. Data: the course's train rows,
+    chat template over prompt + completion, padded to max_length; labels = input_ids with padding masked
+    (SFTTrainer's collator), loss through TRL's fused LM head (no full logits), optimizer "adamw" = the Trainer's
+    default fused AdamW, a constant learning rate. lora_dropout stays 0 by default because dropout keeps a copy of
+    every adapted layer's input, which estimate() does not count.
     Taught in notebook 02.
     """
-    import datasets
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    from transformers.utils import logging as hf_logging
-    from trl import SFTConfig, SFTTrainer
-
-    from ftlib import env, models
-    from ftlib.train import fp32_trainables
-
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, not {optimizer!r}")
     cuda = env.device() == "cuda"
-    gc_on = (method == "qlora") if gradient_checkpointing is None else bool(gradient_checkpointing)
+    gc_on = recipe.gradient_checkpointing() if gradient_checkpointing is None else bool(gradient_checkpointing)
     env.seed_everything(seed)
     _release_freed_memory()
-    if isinstance(model, str):
-        name = model
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            if method == "qlora":
-                net, tokenizer = models.load(name, quantization="4bit")
-            elif method == "full":  # fp32 master weights: fp16 mixed precision cannot unscale fp16 gradients
-                net, tokenizer = models.load(name, dtype=torch.float32)
-            else:
-                net, tokenizer = models.load(name)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        preset = models.PRESETS.get(name)
-        default_targets = preset.lora_targets if preset else "all-linear"
-    else:
-        net, tokenizer = model
-        name = Path(getattr(net.config, "_name_or_path", "") or type(net).__name__).name
-        default_targets = "all-linear"
-        if method == "qlora" and not getattr(net, "is_loaded_in_4bit", False):
-            raise ValueError("qlora needs a model loaded in 4-bit: models.load(name, quantization='4bit')")
-    targets = target_modules if target_modules is not None else default_targets
-    targets = targets if isinstance(targets, str) else list(targets)
-    net.config.use_cache = False
-    gc_kwargs = {"use_reentrant": False}
-    if method == "qlora":  # freeze, upcast the non-quantized weights; the Trainer turns checkpointing on below
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
-    if method != "full":
-        config = LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=lora_dropout, target_modules=targets,
-                            task_type="CAUSAL_LM")
-        net = get_peft_model(net, config)
+    name = model if isinstance(model, str) else Path(getattr(model[0].config, "_name_or_path", "")
+                                                      or type(model[0]).__name__).name
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
+    lora = recipe.lora_config(r, lora_dropout=lora_dropout, target_modules=targets)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        net, tokenizer = recipe.prepare(model, method, lora, lang=lang)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     params = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1) for p in net.parameters())  # 2 per byte
     dtype = str(next(p.dtype for p in net.parameters() if p.is_floating_point())).removeprefix("torch.")
-    dataset = _token_rows(tokenizer, steps * batch, seq_len, lang)
+    dataset = _token_rows(tokenizer, steps * batch, max_length, lang)
     sampler = _sampler_callback(cuda)
-    lr = learning_rate or (2e-5 if method == "full" else 2e-4)
     with tempfile.TemporaryDirectory(prefix="ftlib-measure-") as tmp:
         args = SFTConfig(
-            output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=lr,
-            lr_scheduler_type="constant", report_to=[], use_cpu=not cuda, save_strategy="no", logging_steps=1,
-            activation_checkpointing=gc_on, activation_checkpointing_kwargs=gc_kwargs, optim=_TRAINER_OPTIM[optimizer],
-            disable_tqdm=True, seed=seed, max_length=seq_len, pad_to_multiple_of=seq_len, **env.trainer_precision())
+            output_dir=tmp, max_steps=steps, per_device_train_batch_size=batch, learning_rate=learning_rate,
+            lr_scheduler_type="constant", save_strategy="no", logging_steps=1, activation_checkpointing=gc_on,
+            activation_checkpointing_kwargs={"use_reentrant": False}, optim=_TRAINER_OPTIM[optimizer],
+            disable_tqdm=True, max_length=max_length, pad_to_multiple_of=max_length, **recipe.trainer_basics(seed))
         quiet_data = datasets.are_progress_bars_disabled()
         datasets.disable_progress_bars()  # SFTTrainer's dataset preparation would print three progress bars
         try:
-            trainer = SFTTrainer(model=net, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                 callbacks=[sampler])
+            trainer = CourseSFTTrainer(model=net, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                       callbacks=[sampler])
         finally:
             if not quiet_data:
                 datasets.enable_progress_bars()
-        if method == "qlora" and not args.bf16:  # as train.train does
-            fp32_trainables(trainer.model)
         for quiet in (PrinterCallback, ProgressCallback):
             trainer.remove_callback(quiet)
         _release_freed_memory()  # what loading and quantizing left behind is not training memory
@@ -827,7 +801,7 @@ def measure(model="smollm2-135m", method: str = "lora", steps: int = 3, seq_len:
              "overhead": ("CUDA peak minus the above: temporaries, logits tiles, allocator" if cuda else
                           "peak RSS minus the above: Python, libraries, mapped model files, temporaries")}
     result = Measurement(
-        name, method, seq_len, batch, None if method == "full" else lora_r, gc_on, optimizer, dtype, params,
+        name, method, max_length, batch, None if method == "full" else r, gc_on, optimizer, dtype, params,
         trainable, sampler.weights, sampler.gradients, sampler.optimizer_state, sampler.activations, overhead,
         sum(p.nbytes for p in net.parameters() if p.requires_grad) if method != "full" else 0, notes,
         device="cuda" if cuda else "cpu", steps=steps, peak_rss=peak_rss, cuda_peak=cuda_peak,
@@ -850,7 +824,6 @@ def t4_table(names: Sequence[str] | None = None, seqs: Sequence[int] = (512, 102
     """
     import pandas as pd
 
-    from ftlib import models
 
     names = list(names) if names is not None else [n for n in models.PRESETS if n != "tiny-random"]
     rows = []
@@ -858,7 +831,7 @@ def t4_table(names: Sequence[str] | None = None, seqs: Sequence[int] = (512, 102
         for method in methods:
             for seq in seqs:
                 for batch in batches:
-                    e = estimate(name, method, seq_len=seq, batch=batch, **kwargs)
+                    e = estimate(name, method, max_length=seq, batch=batch, **kwargs)
                     rows.append({"preset": name, "method": method, "seq": seq, "batch": batch,
                                  "GiB": round(e.total / GIB, 2), "fits": e.fits(gib)})
     return pd.DataFrame(rows)
@@ -912,14 +885,14 @@ def published():
 
     rows = []
     for model, hardware, vram, setting, _, _, gc_on, seq, ok in _BLOG_ROWS:
-        rows.append({"source_name": "HF blog (2023)", "model": model, "method": f"{setting}", "seq_len": seq,
+        rows.append({"source_name": "HF blog (2023)", "model": model, "method": f"{setting}", "max_length": seq,
                      "batch": 1, "gradient_checkpointing": gc_on, "hardware": f"{hardware} / {vram} GB",
                      "figure": "No OOM" if ok else "OOM", "gb": None, "fits": ok,
                      "note": "batch 1, gradient accumulation 4, AdamW, TRL SFTTrainer", "source": HF_BLOG})
     for label, _, bits, gbs, rule in _FACTORY_ROWS:
         for size, gb in zip(("7B", "14B", "30B", "70B"), gbs, strict=True):
             rows.append({"source_name": "LLaMA-Factory README", "model": size, "method": f"{label}, {bits}-bit",
-                         "seq_len": None, "batch": None, "gradient_checkpointing": None, "hardware": "-",
+                         "max_length": None, "batch": None, "gradient_checkpointing": None, "hardware": "-",
                          "figure": f"{gb} GB (rule: {rule} GB for x B)", "gb": gb, "fits": None,
                          "note": "sequence length and batch not stated", "source": LLAMA_FACTORY})
     paper = [
@@ -933,7 +906,7 @@ def published():
         ("any", "double quantization constants", "0.127 bits/param (was 0.5)", None, None, "section 3"),
     ]
     for model, method, figure, gb, fits, where in paper:
-        rows.append({"source_name": "QLoRA paper (2023)", "model": model, "method": method, "seq_len": None,
+        rows.append({"source_name": "QLoRA paper (2023)", "model": model, "method": method, "max_length": None,
                      "batch": 1 if "batch 1" in method else None, "gradient_checkpointing": None,
                      "hardware": "-", "figure": figure, "gb": gb, "fits": fits, "note": where,
                      "source": QLORA_PAPER})
@@ -965,7 +938,7 @@ def compare_published():
     rows = []
     for model, _hardware, vram, setting, quant, dq, gc_on, seq, ok in _BLOG_ROWS:
         limit = T4_GIB * vram / 16
-        est = estimate(model, "qlora", seq_len=seq, batch=1, quant=quant, double_quant=dq,
+        est = estimate(model, "qlora", max_length=seq, batch=1, quant=quant, double_quant=dq,
                        gradient_checkpointing=gc_on, target_modules=("q_proj", "v_proj"),
                        attention="eager")  # 2023: no SDPA for LLaMA in transformers yet
         verdict = est.verdict(limit)
@@ -990,7 +963,7 @@ def compare_published():
                 kwargs["dtype"] = torch.bfloat16
             if method == "qlora":
                 kwargs["quant"] = "int8" if bits == 8 else "nf4"
-            e = estimate(reference[size], method, seq_len=512, batch=1, target_modules="all-linear", **kwargs)
+            e = estimate(reference[size], method, max_length=512, batch=1, target_modules="all-linear", **kwargs)
             static = (e.weights + e.gradients + e.optimizer_state) / 1e9
             rows.append({"source_name": "LLaMA-Factory README", "model": f"{size} ({reference[size]})",
                          "setting": f"{label}, {bits}-bit (rule {rule})", "published": f"{gb} GB",
@@ -1001,7 +974,7 @@ def compare_published():
                          "why": "within 35%" if abs(e.total / 1e9 - gb) <= 0.35 * gb else
                                 "different precision of optimizer state / activations assumed",
                          "source": LLAMA_FACTORY})
-    e780 = estimate("llama-65b", "full", seq_len=512, batch=1, gradient_checkpointing=True, attention="eager")
+    e780 = estimate("llama-65b", "full", max_length=512, batch=1, gradient_checkpointing=True, attention="eager")
     rows.append({"source_name": "QLoRA paper (2023)", "model": "LLaMA 65B", "setting": "16-bit full fine-tuning",
                  "published": "more than 780 GB", "ftlib_gib": round(e780.total / GIB, 1),
                  "ftlib": f"{e780.total / 1e9:.0f} GB (fp32 master weights, mixed precision)",
@@ -1009,7 +982,7 @@ def compare_published():
     for adapter, why in ((torch.float32, "peft's fp32 adapters: 16 B per LoRA parameter, 800 M of them at r=64"),
                          (torch.bfloat16, "16-bit adapters, as in the paper (its paged optimizer can also spill "
                                           "state to CPU RAM)")):
-        e48 = estimate("llama-65b", "qlora", seq_len=512, batch=1, lora_r=64, target_modules="all-linear",
+        e48 = estimate("llama-65b", "qlora", max_length=512, batch=1, r=64, target_modules="all-linear",
                        adapter_dtype=adapter, attention="eager")
         rows.append({"source_name": "QLoRA paper (2023)", "model": "LLaMA 65B",
                      "setting": f"QLoRA r=64 all-linear, {str(adapter).removeprefix('torch.')} adapters, seq 512",
@@ -1061,7 +1034,7 @@ class TrainingTime:
 
 
 def epoch_time_t4(name="smollm2-135m", tokens: int = 1_000_000, method: str = "qlora", efficiency: float = 0.35,
-                  seq_len: int = 512, gradient_checkpointing: bool | None = None,
+                  max_length: int = 512, gradient_checkpointing: bool | None = None,
                   peak_tflops: float = T4_FP16_TFLOPS) -> TrainingTime:
     """ESTIMATED time to train on `tokens` tokens on a T4, from FLOPs (not a measurement).
 
@@ -1077,7 +1050,7 @@ def epoch_time_t4(name="smollm2-135m", tokens: int = 1_000_000, method: str = "q
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     arch = _arch(name)
     gc_on = (method == "qlora") if gradient_checkpointing is None else gradient_checkpointing
-    forward = 2 * arch.matmul_params + 2 * arch.layers * seq_len * arch.heads * arch.head_dim
+    forward = 2 * arch.matmul_params + 2 * arch.layers * max_length * arch.heads * arch.head_dim
     passes = (3 if method == "full" else 2) + (1 if gc_on else 0)
     rule = f"{2 * passes}·N·tokens ({'full' if method == 'full' else 'frozen base'}" + (
         ", + checkpoint recompute)" if gc_on else ")")
@@ -1141,7 +1114,7 @@ def breakdown_figure(est: Estimate, gib: float = T4_GIB):
 
 
 def calculator(gib: float = T4_GIB, preset: str = "qwen2.5-1.5b"):
-    """Interactive memory calculator: preset, method, seq_len, batch, r and checkpointing -> breakdown and verdict.
+    """Interactive memory calculator: preset, method, max_length, batch, r and checkpointing -> breakdown and verdict.
 
     Returns an ipywidgets VBox (its `.estimate` is the current Estimate); it only draws inside a running kernel,
     so executing it headless (papermill, tests) is safe.
@@ -1150,12 +1123,11 @@ def calculator(gib: float = T4_GIB, preset: str = "qwen2.5-1.5b"):
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
-    from ftlib import models
 
     style = {"description_width": "110px"}
     choose = w.Dropdown(options=list(models.PRESETS), value=preset, description="model", style=style)
     method = w.ToggleButtons(options=list(METHODS), value="qlora", description="method", style=style)
-    seq = w.SelectionSlider(options=[128, 256, 512, 1024, 2048, 4096], value=1024, description="seq_len",
+    seq = w.SelectionSlider(options=[128, 256, 512, 1024, 2048, 4096], value=1024, description="max_length",
                             style=style)
     batch = w.IntSlider(value=1, min=1, max=16, description="batch", style=style)
     rank = w.SelectionSlider(options=[4, 8, 16, 32, 64, 128], value=16, description="LoRA r", style=style)
@@ -1165,13 +1137,13 @@ def calculator(gib: float = T4_GIB, preset: str = "qwen2.5-1.5b"):
     box = w.VBox([choose, method, seq, batch, rank, checkpointing, verdict, out])
 
     def redraw(*_):
-        est = estimate(choose.value, method.value, seq_len=seq.value, batch=batch.value, lora_r=rank.value,
+        est = estimate(choose.value, method.value, max_length=seq.value, batch=batch.value, r=rank.value,
                        gradient_checkpointing=checkpointing.value)
         box.estimate = est
         rank.disabled = method.value == "full"
         text = est.verdict(gib)
         colour = {"fits": "green", "tight": "darkorange"}.get(text, "crimson")
-        answer = {"fits": "yes", "tight": "only just (over 90%: try it, or lower seq_len / batch)"}.get(text, "no")
+        answer = {"fits": "yes", "tight": "only just (over 90%: try it, or lower max_length / batch)"}.get(text, "no")
         verdict.value = (f"<b style='color:{colour}'>fits a {gib:g} GiB T4: {answer}</b> — "
                          f"{est.total / GIB:.1f} GiB estimated")
         try:

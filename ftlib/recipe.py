@@ -122,15 +122,15 @@ def quantized(model) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 
 
-def prepare(model="auto", method: str = "qlora", lora=None, *, quantization=None, gradient_checkpointing: bool = False,
-            lang: str = "en"):
+def prepare(model="auto", method: str = "qlora", lora=None, *, quantization=None, lang: str = "en"):
     """The one path from a model to a trainable one: load -> k-bit preparation -> LoRA -> fp32 trainables.
 
     model: a preset name, a hub id or a (model, tokenizer) pair (changed in place: pass a fresh one).
     method: "qlora" (loaded in 4 bits: `quantization`, default bnb_config()), "lora" (the compute dtype) or "full"
     (fp32 master weights, every weight trained: fp16 mixed precision cannot unscale fp16 gradients).
-    lora: a peft LoraConfig (default lora_config()). Returns (model, tokenizer). train.train and memory.measure both
-    build through here. Taught in notebook 03.
+    lora: a peft LoraConfig (default lora_config()). Gradient checkpointing is the Trainer's to switch on
+    (SFTConfig's activation_checkpointing). Returns (model, tokenizer). train.train and memory.measure both build
+    through here. Taught in notebook 03.
     """
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -147,7 +147,7 @@ def prepare(model="auto", method: str = "qlora", lora=None, *, quantization=None
         raise ValueError("qlora needs a model loaded in 4 bits: models.load(name, quantization=recipe.bnb_config())")
     net.config.use_cache = False  # the KV cache is for generation; in training it only holds memory
     if quantized(net):  # freeze the base, upcast norms and embeddings to fp32 for stable training
-        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=gradient_checkpointing)
+        net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
     if method != "full":
         net = get_peft_model(net, lora or lora_config())
         if not env.trainer_precision()["bf16"]:

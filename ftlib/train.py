@@ -321,8 +321,7 @@ def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=
     if early_stopping is not None and not args.load_best_model_at_end:
         raise ValueError("early stopping keeps the best checkpoint: set load_best_model_at_end=True in the SFTConfig")
     env.seed_everything(args.seed)  # LoRA's initial weights are random too
-    model, tokenizer = recipe.prepare(model, method, lora, quantization=quantization, lang=lang,
-                                      gradient_checkpointing=args.gradient_checkpointing)
+    model, tokenizer = recipe.prepare(model, method, lora, quantization=quantization, lang=lang)
     clock = StepClock()
     callbacks = [clock, LiveLoss(f"{method} on {name}")] if live else [clock]
     if early_stopping is not None:

@@ -1,6 +1,6 @@
 import pytest
 
-from ftlib import check
+from ftlib import check, recipe
 
 RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "left", "00.weights_mib": 513,
          "01.mask_phone": "Call me at <PHONE> tonight", "01.leak": "b", "01.eos_trained": True,
@@ -67,8 +67,8 @@ def test_mask_phone_solution_is_what_mask_pii_gives():
 def test_lora_exercise_accepts_peft_s_count():
     from peft import get_peft_model
 
-    from ftlib import models, train
+    from ftlib import models
 
     model, _ = models.load("smollm2-135m")
-    expected = get_peft_model(model, train.lora_config(model, r=8)).get_nb_trainable_parameters()[0]
+    expected = get_peft_model(model, recipe.lora_config(r=8)).get_nb_trainable_parameters()[0]
     assert check.check("03.lora_params", f"{expected:,}") and not check.check("03.lora_params", expected * 2)

@@ -5,13 +5,13 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 
-from ftlib import export, generate, models, train
+from ftlib import export, generate, models, recipe
 
 
 def make_adapter(folder, model="tiny-random", quantization=None, seed=0, std=0.5):
     """Save a LoRA adapter with random B matrices: peft starts B at zero, which would make every merge a no-op."""
     base, _ = models.load(model, quantization=quantization)
-    tuned = get_peft_model(base, train.lora_config(base, r=4))
+    tuned = get_peft_model(base, recipe.lora_config(r=4))
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, weight in tuned.named_parameters():

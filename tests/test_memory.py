@@ -12,7 +12,7 @@ import torch
 from ftlib import memory, models
 
 LORA_CASES = [("all-linear", 8), ("all-linear", 16), (("q_proj", "v_proj"), 8), (("q_proj", "v_proj"), 16)]
-SMALL = {"steps": 2, "seq_len": 32, "batch": 2}  # measured runs: a few real steps, short sequences
+SMALL = {"steps": 2, "max_length": 32, "batch": 2}  # measured runs: a few real steps, short sequences
 
 
 def _peft_trainable(model, targets, r: int) -> int:
@@ -29,8 +29,8 @@ def _peft_trainable(model, targets, r: int) -> int:
 @pytest.mark.parametrize(("targets", "r"), LORA_CASES, ids=lambda v: "-".join(v) if isinstance(v, tuple) else str(v))
 def test_lora_trainable_parameters_equal_peft_exactly(name, targets, r):
     model, _ = models.load(name)  # a fresh copy: get_peft_model changes the model in place
-    from_config = memory.estimate(name, "lora", lora_r=r, target_modules=targets)  # meta device, no weights
-    from_model = memory.estimate(model, "lora", lora_r=r, target_modules=targets)
+    from_config = memory.estimate(name, "lora", r=r, target_modules=targets)  # meta device, no weights
+    from_model = memory.estimate(model, "lora", r=r, target_modules=targets)
     assert from_config.trainable_params == from_model.trainable_params == _peft_trainable(model, targets, r)
 
 
@@ -57,11 +57,11 @@ def test_tiny_4bit_weights_match_bitsandbytes_footprint():
 
 
 def test_llama_8b_qlora_fits_a_t4_at_1024_tokens_and_full_fine_tuning_does_not():
-    qlora = memory.estimate("llama-3.1-8b", "qlora", seq_len=1024, batch=1)
+    qlora = memory.estimate("llama-3.1-8b", "qlora", max_length=1024, batch=1)
     assert qlora.gradient_checkpointing  # prepare_model_for_kbit_training's default
     assert qlora.fits(15.0) and qlora.verdict(15.0) == "fits"
-    assert not memory.estimate("llama-3.1-8b", "full", seq_len=1024, batch=1).fits(15.0)
-    assert not memory.estimate("llama-3.1-8b", "lora", seq_len=1024, batch=1).fits(15.0)  # 16 GB of fp16 weights
+    assert not memory.estimate("llama-3.1-8b", "full", max_length=1024, batch=1).fits(15.0)
+    assert not memory.estimate("llama-3.1-8b", "lora", max_length=1024, batch=1).fits(15.0)  # 16 GB of fp16 weights
 
 
 @pytest.mark.parametrize("name", list(models.PRESETS))
@@ -74,7 +74,7 @@ def test_every_preset_is_sized_from_its_name_without_weights(name, monkeypatch):
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_download)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_download)
     memory._arch_of_name.cache_clear()
-    ests = {m: memory.estimate(name, m, seq_len=512, batch=1, gradient_checkpointing=True) for m in memory.METHODS}
+    ests = {m: memory.estimate(name, m, max_length=512, batch=1, gradient_checkpointing=True) for m in memory.METHODS}
     assert ests["full"].params == pytest.approx(models.PRESETS[name].params_b * 1e9, rel=0.02)
     assert 0 < ests["qlora"].total < ests["lora"].total < ests["full"].total
     assert 0 < ests["lora"].trainable_params < ests["full"].trainable_params == ests["full"].params
@@ -83,27 +83,27 @@ def test_every_preset_is_sized_from_its_name_without_weights(name, monkeypatch):
 @pytest.mark.parametrize("name", ["smollm2-135m", "qwen2.5-1.5b", "llama-3.1-8b"])
 def test_memory_moves_the_right_way(name):
     def est(method="lora", **kw):
-        return memory.estimate(name, method, **{"seq_len": 512, "batch": 2, "gradient_checkpointing": False, **kw})
+        return memory.estimate(name, method, **{"max_length": 512, "batch": 2, "gradient_checkpointing": False, **kw})
 
     assert est("qlora").total < est("lora").total < est("full").total
     for method in memory.METHODS:
         assert est(method, gradient_checkpointing=True).activations < est(method).activations
-        assert est(method, seq_len=1024).activations > est(method).activations
+        assert est(method, max_length=1024).activations > est(method).activations
         assert est(method, batch=4).activations > est(method).activations
     assert est(attention="eager").activations > est().activations  # stored s x s scores
-    assert est(lora_r=64).total > est(lora_r=8).total
+    assert est(r=64).total > est(r=8).total
     assert est("full", optimizer="adamw_8bit").optimizer_state < est("full").optimizer_state / 3
 
 
 @pytest.mark.parametrize("method", memory.METHODS)
 def test_gradients_and_activations_do_not_peak_together(method):
-    est = memory.estimate("smollm2-135m", method, seq_len=128, batch=4, dtype=torch.float32)
+    est = memory.estimate("smollm2-135m", method, max_length=128, batch=4, dtype=torch.float32)
     static = est.weights + est.optimizer_state + est.overhead
     assert est.total == static + max(est.activations + est.head_gradient, est.gradients)
     assert est.total < sum(getattr(est, c) for c in memory.COMPONENTS)
     embedding = 49152 * 576 * 4  # tied: the output layer's fp32 gradient is the embedding's, first in backward
     assert est.head_gradient == (embedding if method == "full" else 0)
-    long = memory.estimate("llama-3.1-8b", method, seq_len=4096, batch=1, gradient_checkpointing=False)
+    long = memory.estimate("llama-3.1-8b", method, max_length=4096, batch=1, gradient_checkpointing=False)
     assert long.total == long.weights + long.optimizer_state + long.overhead + max(
         long.activations + long.head_gradient, long.gradients)
 
@@ -111,7 +111,8 @@ def test_gradients_and_activations_do_not_peak_together(method):
 def test_loss_costs_one_logits_tile_of_the_fused_lm_head():
     def head(vocab, seq, device):  # the activations a bigger vocabulary adds, all else equal
         config = memory._config_from_arch({**models.PRESETS["qwen2.5-1.5b"].arch, "vocab_size": vocab})
-        return memory.estimate(config, "lora", seq_len=seq, batch=1, device=device).activations
+        return memory.estimate(config, "lora", max_length=seq, batch=1, device=device,
+                               gradient_checkpointing=False).activations
 
     base = memory._config_from_arch(models.PRESETS["qwen2.5-1.5b"].arch)
     assert memory._arch(base).vocab == 151936
@@ -160,7 +161,7 @@ def test_cpu_fused_lm_head_keeps_the_tiles_the_estimate_counts():
 
 
 def test_estimate_displays_and_tabulates():
-    est = memory.estimate("smollm2-135m", "qlora", seq_len=256, batch=2)
+    est = memory.estimate("smollm2-135m", "qlora", max_length=256, batch=2)
     text, page = repr(est), est._repr_html_()
     assert "optimizer state" in text and "T4" in text and "<table>" in page
     assert est.total == est.weights + est.optimizer_state + est.overhead + max(est.activations, est.gradients)
@@ -184,7 +185,7 @@ def test_published_figures_carry_their_source():
     assert {"HF blog (2023)", "LLaMA-Factory README", "QLoRA paper (2023)"} == set(table["source_name"])
     blog = table[(table["source_name"] == "HF blog (2023)") & (table["model"] == "llama-7b")
                  & table["method"].str.contains("NF4") & ~table["gradient_checkpointing"].astype(bool)]
-    assert blog[blog["seq_len"] == 512]["fits"].all() and not blog[blog["seq_len"] == 1024]["fits"].any()
+    assert blog[blog["max_length"] == 512]["fits"].all() and not blog[blog["max_length"] == 1024]["fits"].any()
     factory = table[(table["source_name"] == "LLaMA-Factory README") & (table["model"] == "7B")]
     assert factory[factory["method"] == "QLoRA, 4-bit"]["gb"].item() == 6
 
@@ -211,7 +212,7 @@ def test_epoch_time_is_a_flops_estimate():
 def test_calculator_and_plot_work_without_a_browser():
     box = memory.calculator()
     assert box.estimate.method == "qlora"
-    seq = next(child for child in box.children if getattr(child, "description", "") == "seq_len")
+    seq = next(child for child in box.children if getattr(child, "description", "") == "max_length")
     before = box.estimate.activations
     seq.value = 4096
     assert box.estimate.activations > before
@@ -253,7 +254,7 @@ def measured(smollm2_4bit):
 @pytest.mark.parametrize("method", memory.METHODS)
 def test_estimate_matches_a_real_run_on_cpu(measured, method):
     got = measured[method]
-    est = memory.estimate("smollm2-135m", method, seq_len=SMALL["seq_len"], batch=SMALL["batch"],
+    est = memory.estimate("smollm2-135m", method, max_length=SMALL["max_length"], batch=SMALL["batch"],
                           dtype=torch.float32, gradient_checkpointing=got.gradient_checkpointing)
     assert est.trainable_params == got.trainable_params
     for component in ("weights", "gradients", "optimizer_state"):
@@ -274,7 +275,7 @@ def test_measurements_display_beside_estimates(measured):
     assert got.gradient_checkpointing  # peft's QLoRA default, as in estimate()
     assert got.trainable_params < got.params / 20
     assert "peak RSS" in repr(got) and "<table>" in got._repr_html_()
-    est = memory.estimate("smollm2-135m", "qlora", seq_len=SMALL["seq_len"], batch=SMALL["batch"],
+    est = memory.estimate("smollm2-135m", "qlora", max_length=SMALL["max_length"], batch=SMALL["batch"],
                           dtype=torch.float32)
     table = memory.frame([est, got])
     assert list(table["kind"]) == ["estimate", "measured"]

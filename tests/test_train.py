@@ -9,9 +9,12 @@ import sys
 import tempfile
 import time
 
+import pandas as pd
 import pytest
+import torch
+from peft import get_peft_model
 
-from ftlib import data, models, train
+from ftlib import data, memory, models, recipe, train
 from ftlib.env import ROOT
 
 
@@ -24,26 +27,31 @@ def small():
     return dataset
 
 
-def test_lora_config_discovers_linear_layers(tiny):
+def test_lora_config_targets_every_linear_layer_but_the_head(tiny):
     model, _ = tiny
-    assert train.linear_names(model) == sorted(models.PRESETS["tiny-random"].lora_targets)
-    config = train.lora_config(model, r=4)
-    assert set(config.target_modules) == set(models.PRESETS["tiny-random"].lora_targets) and config.lora_alpha == 8
-    assert train.lora_config(model, target=["q_proj", "v_proj"]).target_modules == {"q_proj", "v_proj"}
-    with pytest.raises(ValueError, match="no Linear layers named"):
-        train.lora_config(model, target=["qkv_proj"])
+    config = recipe.lora_config(r=4)
+    assert config.lora_alpha == 8 and config.target_modules == "all-linear"
+    tuned = get_peft_model(models.load("tiny-random")[0], config)
+    adapted = {name.rsplit(".", 1)[-1] for name, module in tuned.named_modules() if hasattr(module, "lora_A")}
+    assert adapted == set(models.PRESETS["tiny-random"].lora_targets)  # lm_head is left alone
+    with pytest.raises(ValueError, match="qkv_proj"):  # peft's own message names the missing layer
+        get_peft_model(models.load("tiny-random")[0], recipe.lora_config(target_modules=["qkv_proj"]))
 
 
-def test_lora_config_sees_4bit_layers():
-    model, _ = models.load("tiny-random", quantization="4bit")
-    assert train.linear_names(model) == sorted(models.PRESETS["tiny-random"].lora_targets)
+def test_prepare_adapts_4bit_layers_and_keeps_adapters_fp32():
+    model, _ = recipe.prepare("tiny-random", "qlora", recipe.lora_config(r=4))
+    adapted = [module for module in model.modules() if hasattr(module, "lora_A")]
+    assert adapted and all(type(module.base_layer).__name__ == "Linear4bit" for module in adapted)
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="4 bits"):
+        recipe.prepare(models.load("tiny-random"), "qlora")
 
 
 def test_sft_config_masks_the_prompt_and_trains_eos(tiny, small, tmp_path):
     from trl import SFTTrainer
 
     model, tok = tiny
-    trainer = SFTTrainer(model=model, args=train.sft_config(tmp_path, max_steps=1), processing_class=tok,
+    trainer = SFTTrainer(model=model, args=recipe.sft_config(tmp_path, max_steps=1), processing_class=tok,
                          train_dataset=small["train"].select(range(2)), eval_dataset=small["validation"])
     for row, prepared in zip(small["train"].select(range(2)), trainer.train_dataset, strict=True):
         ids, labels = prepared["input_ids"], prepared["labels"]
@@ -56,9 +64,9 @@ def test_sft_config_masks_the_prompt_and_trains_eos(tiny, small, tmp_path):
 
 
 def run(model, small, tmp_path, **kwargs):
-    settings = {"method": "lora", "max_steps": 6, "batch": 4, "lr": 3e-3, "eval_steps": 3, "live": False,
-                "max_length": 192, **kwargs}
-    return train.train(model, small, tmp_path, **settings)
+    settings = {"method": "lora", "max_steps": 6, "per_device_train_batch_size": 4, "learning_rate": 3e-3,
+                "eval_steps": 3, "live": False, "max_length": 192, **kwargs}
+    return train.train(model, small, output_dir=tmp_path, **settings)
 
 
 def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path):
@@ -79,7 +87,7 @@ def prepared_rows(tiny, rows, max_length):
 
     model, tok = tiny
     with tempfile.TemporaryDirectory() as out:
-        trainer = SFTTrainer(model=model, args=train.sft_config(out, max_length=max_length), processing_class=tok,
+        trainer = SFTTrainer(model=model, args=recipe.sft_config(out, max_length=max_length), processing_class=tok,
                              train_dataset=rows, eval_dataset=rows.select(range(1)))
     return trainer.train_dataset
 
@@ -157,7 +165,7 @@ def test_resume_skips_a_checkpoint_cut_off_mid_save(small, tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_validation_loss_falls(small, tmp_path):
-    result = run("smollm2-135m", small, tmp_path, max_steps=4, eval_steps=4, lr=1e-3)
+    result = run("smollm2-135m", small, tmp_path, max_steps=4, eval_steps=4, learning_rate=1e-3)
     losses = result.history["eval_loss"].dropna()
     assert losses.iloc[-1] < losses.iloc[0] - 0.05
 
@@ -226,18 +234,71 @@ def test_two_processes_under_accelerate(tmp_path):
 
 
 def test_course_settings_follow_the_machine():
-    cpu, gpu = train.course_settings(on_gpu=False), train.course_settings(on_gpu=True)
-    assert cpu["focus"] == train.CPU_FOCUS and cpu["max_steps"] > 0 and cpu["lr"] > gpu["lr"]
-    assert set(gpu["focus"]) == set(data.INTENTS) and gpu["max_steps"] == -1
-    assert cpu["dropout"] == 0 < gpu["dropout"]  # dropout masks cost 15% of a CPU step (bench/step_flops.py)
+    cpu, gpu = recipe.course_settings(on_gpu=False), recipe.course_settings(on_gpu=True)
+    assert cpu["focus"] == recipe.CPU_FOCUS and cpu["max_steps"] > 0 and cpu["learning_rate"] > gpu["learning_rate"]
+    assert gpu["focus"] is None and gpu["max_steps"] == -1  # every intent, one epoch
+    assert cpu["lora_dropout"] == 0 < gpu["lora_dropout"]  # dropout masks cost 15% of a CPU step (bench/step_flops.py)
+
+
+def test_estimate_measure_and_train_read_one_set_of_defaults(small, tmp_path):
+    """The same r, target modules, max_length, batch and checkpointing rule: an estimate describes the run trained."""
+    model, tok = models.load("tiny-random")
+    est = memory.estimate(model, "lora", dtype=torch.float32)
+    got = memory.measure("tiny-random", "lora", steps=1)
+    result = train.train("tiny-random", small, method="lora", output_dir=tmp_path, max_steps=1, eval_steps=1,
+                         live=False)
+    assert est.trainable_params == got.trainable_params == result.trainable_params
+    assert (est.r, est.max_length, est.batch) == (got.r, got.max_length, got.batch) == \
+        (recipe.R, recipe.MAX_LENGTH, recipe.BATCH)
+    args = recipe.sft_config(tmp_path)
+    assert (args.max_length, args.per_device_train_batch_size) == (recipe.MAX_LENGTH, recipe.BATCH)
+    assert est.gradient_checkpointing == got.gradient_checkpointing == args.gradient_checkpointing \
+        == recipe.gradient_checkpointing()
+    gpu = memory.estimate("qwen2.5-1.5b", "lora")  # 16-bit: sized for a GPU, where the recipe checkpoints
+    assert gpu.gradient_checkpointing and recipe.gradient_checkpointing("cuda")
+
+
+def test_one_function_sets_up_every_trainer(tiny, tmp_path):
+    """train (SFTConfig), classify (TrainingArguments), memory.measure and data.label_preview start from
+    recipe.trainer_basics: same device, precision, seeds and no reporting."""
+    basics = recipe.trainer_basics(seed=3)
+    args = recipe.sft_config(tmp_path, seed=3)
+    for key, value in basics.items():
+        assert getattr(args, key) == value, key
+    assert basics["use_cpu"] and not basics["fp16"] and not basics["bf16"] and basics["report_to"] == []
+
+
+def test_train_refuses_overrides_beside_an_sft_config(small, tmp_path):
+    with pytest.raises(ValueError, match="learning_rate"):
+        train.train("tiny-random", small, recipe.sft_config(tmp_path), learning_rate=1e-3)
+    with pytest.raises(ValueError, match="load_best_model_at_end"):
+        train.train("tiny-random", small, recipe.sft_config(tmp_path), early_stopping=1)
+
+
+def test_cli_trains_on_a_users_file(tmp_path):
+    rows = [{"q": f"What is the code word number {i}?", "a": f"The code word is word-{i % 5}."} for i in range(40)]
+    path = tmp_path / "mine.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "ftlib.train", "--model", "tiny-random", "--method", "lora",
+                           "--data", str(path), "--prompt-column", "q", "--completion-column", "a",
+                           "--max-steps", "2", "--eval-steps", "1", "--per-device-train-batch-size", "4",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "adapter" / "adapter_model.safetensors").exists() and "tokens/s" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "ftlib.train", "--model", "tiny-random", "--data", str(path),
+                          "--prompt-column", "question"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode != 0 and str(path) in bad.stderr and "question" in bad.stderr
 
 
 def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch):
     from ftlib import env
 
     monkeypatch.setattr(env, "runs_dir", lambda: tmp_path)
-    monkeypatch.setattr(train, "course_settings", lambda: {"focus": ("pricing",), "max_steps": 1, "lr": 1e-3,
-                                                           "batch": 2, "max_length": 192, "eval_steps": 1})
+    monkeypatch.setattr(recipe, "course_settings", lambda: {
+        "focus": ("pricing",), "max_steps": 1, "learning_rate": 1e-3, "lora_dropout": 0.0,
+        "per_device_train_batch_size": 2, "max_length": 192, "eval_steps": 1})
     adapter = train.course_adapter("tiny-random", "lora", "en")
     assert adapter == train.run_dir("tiny-random", "lora", "en") / "adapter" and adapter.is_relative_to(tmp_path)
     made = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
