@@ -167,6 +167,77 @@ def generation_scores(predictions: list[str], references: list[str], lang: str =
             "chrf": chrf(predictions, references), "bleu": bleu(predictions, references, lang)}
 
 
+# --- before / after, with the uncertainty of a small test set -------------------------------------
+
+def row_scores(answers: list[str], references: list[str], facts: list[list[str]] | None = None) -> list[float]:
+    """One score per answer, 0-1: the share of its facts found when `facts` are given (rows without facts are
+    skipped: None), else sacrebleu's sentence chrF / 100 against its reference. Taught in notebook 08.
+    """
+    import sacrebleu
+
+    _check(answers, references)
+    if facts is not None:
+        return [fact_hits(a, f) / len(f) if f else None for a, f in zip(answers, facts, strict=True)]
+    return [sacrebleu.sentence_chrf(a, [r]).score / 100 for a, r in zip(answers, references, strict=True)]
+
+
+@dataclass(repr=False)
+class Comparison:
+    """Before vs after on the same rows: means, the paired difference and its 95% bootstrap interval, n."""
+
+    metric: str
+    n: int
+    before: float
+    after: float
+    low: float
+    high: float
+
+    @property
+    def verdict(self) -> str:
+        """What the interval (not the point estimate) supports at this n."""
+        if self.low > 0:
+            return f"better: the 95% interval of the change lies above 0 (n={self.n})"
+        if self.high < 0:
+            return f"worse: the 95% interval of the change lies below 0 (n={self.n})"
+        return f"not distinguishable at this n (n={self.n}): the 95% interval of the change includes 0"
+
+    def frame(self) -> pd.DataFrame:
+        """One row: metric, n, before, after, change, its 95% interval."""
+        return pd.DataFrame([{"metric": self.metric, "n": self.n, "before": round(self.before, 3),
+                              "after": round(self.after, 3), "change": round(self.after - self.before, 3),
+                              "95% interval": f"[{self.low:+.3f}, {self.high:+.3f}]"}]).set_index("metric")
+
+    def __repr__(self) -> str:
+        return f"{self.frame().to_string()}\n{self.verdict}"
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html() + f"<p>{self.verdict}</p>"
+
+
+def compare(before: list[float | None], after: list[float | None], metric: str = "score",
+            seed: int = 0) -> Comparison:
+    """Paired before/after scores of the same rows (row_scores): the mean change with a 95% BCa bootstrap interval
+    (scipy.stats.bootstrap, 9,999 resamples of the rows). Rows scored None on either side are left out.
+
+    Taught in notebook 08.
+    """
+    import numpy as np
+    from scipy import stats
+
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if b is not None and a is not None]
+    if len(pairs) < 2:
+        raise ValueError(f"{len(pairs)} scored rows: an interval needs at least 2")
+    b, a = np.array(pairs, dtype=float).T
+    diff = a - b
+    if np.all(diff == diff[0]):  # every row changed by the same amount: no spread to resample
+        low = high = float(diff[0])
+    else:
+        ci = stats.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
+                             rng=np.random.default_rng(seed)).confidence_interval
+        low, high = float(ci.low), float(ci.high)
+    return Comparison(metric, len(diff), float(b.mean()), float(a.mean()), low, high)
+
+
 # --- perplexity ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

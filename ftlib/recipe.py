@@ -94,6 +94,38 @@ def sft_config(output_dir: str | Path, seed: int = 0, **overrides):
                      **{**trainer_basics(seed), **values})
 
 
+SHOWN = {  # the fields of each config a learner may change, in the order notebook 03 writes them
+    "BitsAndBytesConfig": ("load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
+                           "bnb_4bit_compute_dtype"),
+    "LoraConfig": ("r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type"),
+    "SFTConfig": ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "max_steps",
+                  "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps", "max_length",
+                  "completion_only_loss", "eval_steps", "save_steps", "activation_checkpointing", "optim", "fp16",
+                  "bf16", "use_cpu", "seed"),
+}
+
+
+def show(*configs):
+    """The values that matter of a BitsAndBytesConfig, a LoraConfig and an SFTConfig, as one table.
+
+    Taught in notebook 03.
+    """
+    import pandas as pd
+
+    rows = []
+    for config in configs:
+        if config is None:  # no quantization config for plain LoRA
+            continue
+        kind = type(config).__name__
+        if kind not in SHOWN:
+            raise TypeError(f"show() takes a {', '.join(SHOWN)}, not a {kind}")
+        for name in SHOWN[kind]:
+            value = getattr(config, name)
+            value = getattr(value, "value", value)  # an enum: its plain value
+            rows.append({"config": kind, "field": name, "value": str(value).removeprefix("torch.")})
+    return pd.DataFrame(rows).set_index(["config", "field"])
+
+
 def course_settings(on_gpu: bool | None = None) -> dict:
     """How long and how fast notebook 03 trains on this machine. On a GPU: a full epoch over all intents at
     learning_rate 2e-4 with lora_dropout 0.05. On a CPU: 30 steps of 8 rows at 3e-3 over the two intents whose facts

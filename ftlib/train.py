@@ -254,21 +254,32 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 SUMMARY = "train_summary.json"  # TrainResult.summary() saved next to the adapter: steps, seconds, losses
 
 
-def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0) -> Path:
-    """Notebook 03's adapter for this model, method and language (under run_dir); trained again with
-    recipe.course_settings() when it is missing, so later notebooks run on their own. Taught in notebook 04.
+def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0,
+                   data_file: str | Path | None = None, **columns) -> Path:
+    """Notebook 03's adapter for this model, method, language and data file (under run_dir); trained again with
+    recipe.course_settings() when it is missing, so later notebooks run on their own. data_file: your file, as
+    notebook 03's DATA (None: the course data); columns: data.from_file's prompt=, completion=, system=.
+    Taught in notebook 04.
     """
-    adapter = run_dir(model, method, lang) / "adapter"
+    adapter = run_dir(model, method, lang, data_file) / "adapter"
     if (adapter / "adapter_config.json").exists():
         return adapter
     print(f"{adapter} is missing: training it as notebook 03 does")
     settings = recipe.course_settings()
     focus, dropout = settings.pop("focus"), settings.pop("lora_dropout")
-    dataset = data.course_dataset(lang)
-    if focus:
-        dataset = dataset.filter(lambda row: row["intent"] in focus)
+    dataset = dataset_for(data_file, lang, seed, focus, **columns)
     return train(model, dataset, method=method, lang=lang, seed=seed, lora=recipe.lora_config(lora_dropout=dropout),
-                 **settings).adapter_path
+                 output_dir=adapter.parent, **settings).adapter_path
+
+
+def dataset_for(data_file: str | Path | None = None, lang: str = "en", seed: int = 0, focus=None, **columns):
+    """The prompt/completion splits a notebook trains on: your file through data.from_file (columns: prompt=,
+    completion=, system=), or the course data (only the `focus` intents when given). Taught in notebook 03.
+    """
+    if data_file is not None:
+        return data.from_file(data_file, seed=seed, **columns)
+    dataset = data.course_dataset(lang, seed)
+    return dataset.filter(lambda row: row["intent"] in focus) if focus else dataset
 
 
 def model_name(model: str = "auto", lang: str = "en") -> str:
@@ -279,12 +290,13 @@ def model_name(model: str = "auto", lang: str = "en") -> str:
     return model if "/" in model else models.resolve(model, lang).name
 
 
-def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en") -> Path:
-    """Where train.train keeps a run of a preset or hub id unless told otherwise: runs/03_<method>_<model>_<lang>.
-
-    Taught in notebook 03; notebook 04 finds notebook 03's adapter there.
+def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en", data_file: str | Path | None = None) -> Path:
+    """Where train.train keeps a run of a preset or hub id unless told otherwise: runs/03_<method>_<model>_<lang>,
+    with _<file name> added for a run on your own data file. Taught in notebook 03; notebook 04 finds notebook 03's
+    adapter there.
     """
-    return env.runs_dir() / f"03_{method}_{model_name(model, lang).replace('/', '_')}_{lang}"
+    name = f"03_{method}_{model_name(model, lang).replace('/', '_')}_{lang}"
+    return env.runs_dir() / (name + (f"_{Path(data_file).stem}" if data_file is not None else ""))
 
 
 def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=None, quantization=None,

@@ -61,3 +61,49 @@ def test_readme_opens_with_the_two_commands_and_maps_every_notebook():
         assert blocks and blocks[0].split("\n")[:2] == ["make course", "make test"], readme
         for path in NOTEBOOKS:
             assert path.name in text, f"{readme} does not list {path.name}"
+
+
+def _cells(number: str):
+    path = next(p for p in NOTEBOOKS if p.name.startswith(number))
+    return nbformat.read(path, as_version=4).cells
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_notebook_03_parameters_are_the_recipe_for_the_machine(gpu, monkeypatch):
+    """The plain values of notebook 03's parameters cell are recipe.course_settings() for a GPU and for a CPU."""
+    import torch
+
+    from ftlib import recipe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    params = next(c for c in _cells("03") if "parameters" in c.metadata.get("tags", []))
+    space: dict = {}
+    exec(params.source, space)
+    settings = recipe.course_settings(on_gpu=gpu)
+    assert (space["MAX_STEPS"], space["LEARNING_RATE"], space["LORA_DROPOUT"], space["FOCUS"]) == (
+        settings["max_steps"], settings["learning_rate"], settings["lora_dropout"], settings["focus"])
+    assert (space["R"], space["LORA_ALPHA"], space["TARGET_MODULES"], space["BATCH"], space["MAX_LENGTH"]) == (
+        recipe.R, recipe.LORA_ALPHA_PER_R * recipe.R, recipe.TARGET_MODULES, recipe.BATCH, recipe.MAX_LENGTH)
+
+
+def test_notebook_03_builds_the_three_configs_as_the_recipe_does(tmp_path, monkeypatch):
+    """Notebook 03 writes BitsAndBytesConfig, LoraConfig and SFTConfig out in plain sight; they equal what
+    ftlib.recipe's builders make of the same values, so the course's runs and the notebook's never drift apart."""
+    from ftlib import env, recipe, train
+
+    monkeypatch.setattr(env, "runs_dir", lambda: tmp_path)
+    cells = _cells("03")
+    params = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+    configs = next(c for c in cells if "SFTConfig(" in c.source)
+    space: dict = {"env": env, "train": train}
+    exec(params.source, space)
+    exec(configs.source, space)
+    assert space["bnb_config"].to_dict() == recipe.bnb_config().to_dict()
+    assert space["lora_config"].to_dict() == recipe.lora_config(
+        space["R"], space["LORA_ALPHA"], space["LORA_DROPOUT"], space["TARGET_MODULES"]).to_dict()
+    built = recipe.sft_config(space["sft_config"].output_dir, space["SEED"], learning_rate=space["LEARNING_RATE"],
+                              max_steps=space["MAX_STEPS"], per_device_train_batch_size=space["BATCH"],
+                              max_length=space["MAX_LENGTH"], eval_steps=space["EVAL_STEPS"])
+    assert space["sft_config"].to_dict() == built.to_dict()
+    shown = recipe.show(space["bnb_config"], space["lora_config"], space["sft_config"])
+    assert set(shown.index.get_level_values("config")) == {"BitsAndBytesConfig", "LoraConfig", "SFTConfig"}
