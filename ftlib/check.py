@@ -192,7 +192,8 @@ def _prompt_tokens(answer: Any) -> bool:
 def _removed_rows(answer: Any) -> bool:
     from ftlib import data
 
-    _, report = data.clean(data.load_records(data.RAW_EXPORT, data.SUPPORT, errors="collect"), max_chars=1000)
+    raw = data.load_records(data.RAW_EXPORT, data.SUPPORT, errors="collect")
+    _, report = data.clean(raw, labels=data.INTENTS, max_chars=1000, rules=data.RULES)
     return int(answer) == len(report.removed)
 
 
@@ -499,3 +500,52 @@ def _kv_bytes(answer: Any) -> bool:
 )
 def _paid_once(answer: Any) -> bool:
     return _norm(answer).strip("() ") == "b"
+
+
+# --- notebook 08 -------------------------------------------------------------------------------
+
+@exercise(
+    "08.steps",
+    {"en": "Your file has 200 rows. After the split 160 are for training. With per_device_train_batch_size=8, "
+           "gradient_accumulation_steps=1 and num_train_epochs=3 (max_steps=-1), how many optimizer steps run?",
+     "ja": "ファイルは 200 行で、分割後 160 行が学習用です。per_device_train_batch_size=8、"
+           "gradient_accumulation_steps=1、num_train_epochs=3（max_steps=-1）なら、最適化のステップは何回ですか？"},
+    {"en": "One step per batch: rows / batch steps per epoch, times the epochs.",
+     "ja": "1 バッチで 1 ステップ。1 エポックのステップ数は 行数 ÷ バッチ、それにエポック数を掛けます。"},
+    {"en": "60 (160 / 8 = 20 per epoch, x 3). Check it: result.history.step.max() after training.",
+     "ja": "60（160 ÷ 8 = 1 エポック 20 ステップ、× 3）。学習後に result.history.step.max() で確かめられます。"},
+)
+def _steps(answer: Any) -> bool:
+    return _norm(answer) == "60"
+
+
+@exercise(
+    "08.interval",
+    {"en": "The before/after table says: change +0.12, 95% interval [-0.04, +0.29], n=12. What does this run "
+           "show? (a) fine-tuning helped (b) fine-tuning hurt (c) not distinguishable at this n",
+     "ja": "前後比較の表は「change +0.12、95% interval [-0.04, +0.29]、n=12」です。この結果から言えるのは？ "
+           "(a) ファインチューニングで良くなった (b) 悪くなった (c) この n では区別できない"},
+    {"en": "Does the interval include 0?", "ja": "区間に 0 は含まれていますか？"},
+    {"en": "(c): the interval includes 0, so a change of nothing is as consistent with the data as +0.12. More "
+           "held-out rows narrow it.",
+     "ja": "(c)。区間が 0 を含むので、変化なしも +0.12 と同じくらいデータと矛盾しません。"
+           "評価する行を増やすと区間は狭くなります。"},
+)
+def _interval(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "c"
+
+
+@exercise(
+    "08.leak",
+    {"en": "Two rows of your file ask 'What are your hours?' and 'what are your hours'. Can data.split put one in "
+           "training and the other in the test split? (yes / no)",
+     "ja": "ファイルの 2 行が「What are your hours?」と「what are your hours」を尋ねています。data.split は"
+           "片方を学習用、もう片方をテスト用に分けることがありますか？（yes / no）"},
+    {"en": "Look at data.dedup_key of both questions.", "ja": "両方の質問の data.dedup_key を見てみましょう。"},
+    {"en": "no: both have the same dedup_key (case and punctuation dropped), so they land in the same split; "
+           "otherwise the test would ask a question the model was trained on.",
+     "ja": "no。dedup_key（大文字小文字と句読点を除いたもの）が同じなので、同じ分割に入ります。"
+           "そうでなければ、学習した質問をテストで尋ねることになります。"},
+)
+def _leak08(answer: Any) -> bool:
+    return _norm(answer) in {"no", "いいえ"}

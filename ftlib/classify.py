@@ -1,10 +1,14 @@
-"""Intent classification two ways: a classification head + LoRA, and the chat model naming the label (notebook 06).
+"""Text classification two ways: a classification head + LoRA, and the chat model naming the label (notebook 06).
 
-    ds = intent_dataset("en")                          # text, label (index into INTENTS), intent
-    model, tok = load_classifier("auto", r=16)         # sequence-classification head + LoRA (peft SEQ_CLS)
+    ds = intent_dataset("en")                          # or label_dataset("my.csv", text="message", label="category")
+    names = ds["train"].features["label"].names        # the label names, in the order of the head's outputs
+    model, tok = load_classifier("auto", names, r=16)  # sequence-classification head + LoRA (peft SEQ_CLS)
     run = train_classifier(model, tok, ds, max_steps=60)
-    pred = predict(model, tok, ds["test"]["text"])     # labels, seconds, messages per second
-    chat = ask_labels(chat_model, chat_tok, ds["test"]["text"], lang="en")   # the generative baseline
+    pred = predict(model, tok, ds["test"]["text"])     # label names, seconds, messages per second
+    chat = ask_labels(chat_model, chat_tok, ds["test"]["text"], lang="en", labels=names)   # the generative baseline
+
+Every dataset here has the same columns: `text`, `label` (an int; a datasets ClassLabel feature holds the names)
+and `label_name`. The model keeps the names in `model.config.id2label`, so predictions come back as names.
 
 Training is transformers' `Trainer` with dynamic padding (DataCollatorWithPadding) and, against class
 imbalance, an optional weighted cross-entropy through the Trainer's `compute_loss_func`.
@@ -12,10 +16,11 @@ imbalance, an optional weighted cross-entropy through the Trainer's `compute_los
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,30 +69,119 @@ INSTRUCTION = {
 }
 
 
-def intent_dataset(lang: str = "en", seed: int = 0):
-    """The course splits as classification rows: text (the customer's message), label (index into INTENTS), intent.
+def _splits(frames: dict[str, pd.DataFrame], names: Sequence[str]):
+    """A DatasetDict of text, label (ClassLabel over `names`), label_name from frames with text and label_name."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-    Taught in notebook 06.
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(names)),
+                         "label_name": Value("string")})
+    index = {name: i for i, name in enumerate(names)}
+    return DatasetDict({split: Dataset.from_dict({"text": list(frame["text"]),
+                                                  "label": [index[n] for n in frame["label_name"]],
+                                                  "label_name": list(frame["label_name"])}, features=features)
+                        for split, frame in frames.items()})
+
+
+def intent_dataset(lang: str = "en", seed: int = 0):
+    """The course splits as classification rows: text (the customer's message), label, label_name (its intent).
+
+    The label ids follow data.INTENTS (the ClassLabel's names). Taught in notebook 06.
     """
     course = data.course_dataset(lang, seed)
-    return course.map(lambda row: {"text": row["prompt"][-1]["content"], "label": INTENTS.index(row["intent"])},
-                      remove_columns=[c for c in course["train"].column_names if c != "intent"])
+    return _splits({split: pd.DataFrame({"text": [prompt[-1]["content"] for prompt in rows["prompt"]],
+                                         "label_name": rows["intent"]})
+                    for split, rows in course.items()}, INTENTS)
 
 
-def keep_few(train_split, intents: Sequence[str], keep: int = 3, seed: int = 0):
-    """The training split with only `keep` rows of each of `intents` (the others untouched): an imbalanced set.
+def _label_text(value) -> str:
+    """A label as text: 3 and 3.0 (pandas turns ints with gaps into floats) both become "3"."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
-    Taught in notebook 06.
+
+def _rows_needed(val: float, test: float) -> int:
+    """Rows a label needs for data.split's stratified folds to put one in test, one in validation and the rest
+    in train: a label with at least as many rows as folds lands in every fold."""
+    test_folds, val_folds = max(2, round(1 / test)), max(2, round((1 - test) / val))
+    rows = test_folds
+    while rows - -(-rows // test_folds) < val_folds:  # what test leaves must still fill every validation fold
+        rows += 1
+    return rows
+
+
+def label_dataset(source, text: str = "text", label: str = "label", *, val: float = 0.1, test: float = 0.1,
+                  seed: int = 0):
+    """Your own data as classification splits: train / validation / test with text, label, label_name.
+
+    source: a pandas DataFrame, a datasets Dataset or DatasetDict (its splits are pooled and split again), or a
+    .csv / .jsonl / .json / .parquet file, read by data.load_records (errors name the file, line and column).
+    text / label: the names of your text and label columns. Labels keep their names (numbers become text: 3 ->
+    "3"; a ClassLabel column gives its names); `label` numbers them in sorted order and its ClassLabel feature
+    holds the names: pass dataset["train"].features["label"].names to load_classifier. The split is data.split:
+    stratified by label, repeatable for a seed, identical texts kept in one split. A label with too few rows to
+    appear in all three splits is a ValueError naming it. Taught in notebook 06.
     """
-    unknown = set(intents) - set(INTENTS)
+    from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets
+
+    if isinstance(source, str | Path):
+        frame = data.load_records(source, data.Schema({text: str, label: str}))
+    elif isinstance(source, Dataset | DatasetDict):
+        pooled = concatenate_datasets(list(source.values())) if isinstance(source, DatasetDict) else source
+        missing = [column for column in (text, label) if column not in pooled.column_names]
+        if missing:
+            raise ValueError(f"the dataset has no column {missing[0]!r}; its columns: {pooled.column_names}")
+        frame = pooled.select_columns([text, label]).to_pandas()
+        if isinstance(pooled.features[label], ClassLabel):
+            frame[label] = frame[label].map(pooled.features[label].int2str)
+    elif isinstance(source, pd.DataFrame):
+        frame = source
+    else:
+        raise TypeError(f"source must be a DataFrame, a Dataset, a DatasetDict or a file path, not {type(source)}")
+    missing = [column for column in (text, label) if column not in frame.columns]
+    if missing:
+        raise ValueError(f"the DataFrame has no column {missing[0]!r}; its columns: {list(frame.columns)}")
+    blank = frame[[text, label]].isna().any(axis=1) | (frame[label].astype(str).str.strip() == "")
+    if blank.any():
+        first = blank.idxmax()
+        if data.LINE in frame:  # read from a file: name the line
+            raise data.DataError(frame.attrs["source"], "empty label", line=int(frame.at[first, data.LINE]),
+                                 column=label, expected="a label name")
+        raise ValueError(f"{blank.sum()} rows have no {text!r} or no {label!r} (the first: row {first})")
+    rows = pd.DataFrame({"text": frame[text].astype(str), "label_name": frame[label].map(_label_text)})
+    counts = rows["label_name"].value_counts()
+    if len(counts) < 2:
+        raise ValueError(f"column {label!r} holds one label only ({counts.index[0]!r}): a classifier needs two")
+    if not (0 < val < 1 and 0 < test < 1 and val + test < 1):
+        raise ValueError("val and test are fractions with val + test < 1")
+    needed = _rows_needed(val, test)
+    short = counts[counts < needed]
+    if len(short):
+        raise ValueError(", ".join(f"label {name!r} has {n} rows" for name, n in short.items()) + f": a split "
+                         f"with val={val}, test={test} needs {needed} of each label to put some in train, "
+                         f"validation and test (add rows, or raise val and test)")
+    splits = data.split(rows, stratify_by="label_name", val=val, test=test, seed=seed, dedup_on="text")
+    for split, part in splits.items():
+        lacking = set(counts.index) - set(part["label_name"])
+        if lacking:  # identical texts stay together, so a label of many duplicates can still miss a split
+            name = sorted(lacking)[0]
+            raise ValueError(f"label {name!r} ({counts[name]} rows) has none in {split}: give it more distinct texts")
+    return _splits(splits, sorted(counts.index))
+
+
+def keep_few(train_split, labels_to_thin: Sequence[str], keep: int = 3, seed: int = 0):
+    """The training split with only `keep` rows of each of `labels_to_thin` (the others untouched): an imbalanced
+    set. Taught in notebook 06.
+    """
+    labels_to_thin = [labels_to_thin] if isinstance(labels_to_thin, str) else list(labels_to_thin)
+    names = train_split.features["label"].names
+    unknown = set(labels_to_thin) - set(names)
     if unknown:
-        raise ValueError(f"unknown intents {sorted(unknown)}; choose from data.INTENTS")
+        raise ValueError(f"unknown labels {sorted(unknown)}; this split's labels are {names}")
     shuffled = train_split.shuffle(seed=seed)
     seen: dict[str, int] = {}
     picked = []
-    for i, intent in enumerate(shuffled["intent"]):
-        seen[intent] = seen.get(intent, 0) + 1
-        if intent not in intents or seen[intent] <= keep:
+    for i, name in enumerate(shuffled["label_name"]):
+        seen[name] = seen.get(name, 0) + 1
+        if name not in labels_to_thin or seen[name] <= keep:
             picked.append(i)
     return shuffled.select(picked)
 
@@ -110,21 +204,29 @@ def lora_config(model, r: int = recipe.R, lora_alpha: int | None = None, lora_dr
     return config
 
 
-def load_classifier(name: str = "auto", lang: str = "en", r: int = recipe.R, lora_alpha: int | None = None,
-                    lora_dropout: float = recipe.LORA_DROPOUT, layers: int | None = None, seed: int = 0):
-    """(model, tokenizer): the model with a new classification head for the 12 intents, wrapped in LoRA.
+def load_classifier(name: str = "auto", labels: Sequence[str] = INTENTS, lang: str = "en", r: int = recipe.R,
+                    lora_alpha: int | None = None, lora_dropout: float = recipe.LORA_DROPOUT, layers: int | None = None,
+                    seed: int = 0):
+    """(model, tokenizer): the model with a new classification head, one output per label, wrapped in LoRA.
 
-    The head reads the hidden state of the last non-padding token, so the model needs a pad token id
-    (models.load sets one). layers: LoRA on the top `layers` blocks only (None: all). Trainable weights are
-    kept in fp32 (a T4 computes in fp16, and the Trainer cannot unscale fp16 gradients). Taught in notebook 06.
+    labels: the names in the order of the dataset's ids (dataset["train"].features["label"].names; default: the
+    course's 12 intents); they become model.config.id2label, so predict answers with them. The head reads the
+    hidden state of the last non-padding token, so the model needs a pad token id (models.load sets one).
+    layers: LoRA on the top `layers` blocks only (None: all). Trainable weights are kept in fp32 (a T4 computes
+    in fp16, and the Trainer cannot unscale fp16 gradients). Taught in notebook 06.
     """
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification
 
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be a list of label names, not the text {labels!r} (pass lang= by name)")
+    labels = list(labels)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be two or more distinct names, not {labels}")
     env.seed_everything(seed)  # the head starts random
     model, tokenizer = models.load(name, lang=lang, model_class=AutoModelForSequenceClassification,
-                                   num_labels=len(INTENTS), id2label=dict(enumerate(INTENTS)),
-                                   label2id={intent: i for i, intent in enumerate(INTENTS)})
+                                   num_labels=len(labels), id2label=dict(enumerate(labels)),
+                                   label2id={label: i for i, label in enumerate(labels)})
     model = get_peft_model(model, lora_config(model, r, lora_alpha, lora_dropout, layers))
     recipe.fp32_trainables(model)
     return model, tokenizer
@@ -135,14 +237,19 @@ def trainable_params(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def class_weights(labels, n_classes: int = len(INTENTS)) -> torch.Tensor:
+def class_weights(labels, n_classes: int | None = None) -> torch.Tensor:
     """One weight per class, n_rows / (n_classes x rows of that class): scikit-learn's "balanced" weights.
 
+    labels: the label ids (split["label"]). n_classes: None reads it from the column's ClassLabel feature.
     A class with half the rows weighs twice as much in the loss. Taught in notebook 06.
     """
     import numpy as np
     from sklearn.utils.class_weight import compute_class_weight
 
+    if n_classes is None:
+        n_classes = getattr(getattr(labels, "features", None), "num_classes", None)
+        if n_classes is None:
+            raise ValueError("pass n_classes, or a dataset's label column (split['label']) that knows its classes")
     labels = np.asarray(labels)
     missing = set(range(n_classes)) - set(labels.tolist())
     if missing:
@@ -194,11 +301,12 @@ def _compute_metrics(prediction) -> dict[str, float]:
     return {"accuracy": metrics.accuracy(true, pred), "macro_f1": metrics.macro_f1(true, pred)}
 
 
-def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = None, *, lr: float = 1e-3,
-                     max_steps: int = -1, epochs: float = 1.0, batch: int = 16, eval_steps: int | None = 10,
-                     max_length: int = 128, weights: torch.Tensor | None = None, seed: int = 0,
-                     live: bool = True) -> ClassifierRun:
-    """Train the classifier with transformers' Trainer on dataset["train"] (text and label columns).
+def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = None, *, learning_rate: float = 1e-3,
+                     max_steps: int = -1, num_train_epochs: float = 1.0, per_device_train_batch_size: int = 16,
+                     eval_steps: int | None = 10, max_length: int = 128, weights: torch.Tensor | None = None,
+                     seed: int = 0, live: bool = True) -> ClassifierRun:
+    """Train the classifier with transformers' Trainer on dataset["train"] (text and label columns; any other
+    column is dropped). The arguments carry TrainingArguments' names.
 
     Messages are tokenized without padding; DataCollatorWithPadding pads each batch to its longest message,
     and batches group messages of similar length. Every `eval_steps` the Trainer reports loss, accuracy and
@@ -212,14 +320,26 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
     splits = ("train", "validation") if eval_steps else ("train",)
     missing = [split for split in splits if split not in dataset]
     if missing:
-        raise ValueError(f"dataset lacks {missing}: give splits with text and label columns (intent_dataset)")
+        raise ValueError(f"dataset lacks {missing}: give splits with text and label columns (label_dataset)")
+    for split in splits:
+        lacking = {"text", "label"} - set(dataset[split].column_names)
+        if lacking:
+            raise ValueError(f"dataset[{split!r}] has no {sorted(lacking)} column: label_dataset makes them")
+    names = getattr(dataset["train"].features["label"], "names", None)
+    head = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if names is not None and list(names) != head:
+        raise ValueError(f"the dataset's labels {list(names)} are not the model's {head}: "
+                         "load_classifier(name, dataset['train'].features['label'].names)")
     env.seed_everything(seed)
     tokenized = {split: dataset[split].map(lambda rows: tokenizer(rows["text"], truncation=True, max_length=max_length),
-                                           batched=True, remove_columns=["text", "intent"])
+                                           batched=True,
+                                           remove_columns=[c for c in dataset[split].column_names if c != "label"])
                  for split in splits}
     args = TrainingArguments(
-        output_dir=str(output_dir or env.runs_dir() / "06_classifier"), learning_rate=lr, max_steps=max_steps,
-        num_train_epochs=epochs, per_device_train_batch_size=batch, per_device_eval_batch_size=max(batch, 16),
+        output_dir=str(output_dir or env.runs_dir() / "06_classifier"), learning_rate=learning_rate,
+        max_steps=max_steps, num_train_epochs=num_train_epochs,
+        per_device_train_batch_size=per_device_train_batch_size,
+        per_device_eval_batch_size=max(per_device_train_batch_size, 16),
         lr_scheduler_type="cosine", warmup_steps=0.1, eval_strategy="steps" if eval_steps else "no",
         eval_steps=eval_steps, train_sampling_strategy="group_by_length", save_strategy="no", logging_steps=1,
         disable_tqdm=not live, **recipe.trainer_basics(seed))
@@ -243,7 +363,7 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
 
 @dataclass(repr=False)
 class Predictions:
-    """Predicted intents for a list of messages, how long they took, and (generative) the raw answers."""
+    """Predicted label names for a list of messages, how long they took, and (generative) the raw answers."""
 
     labels: list[str]
     seconds: float
@@ -257,14 +377,15 @@ class Predictions:
     def scores(self, true: list[str]) -> dict[str, float]:
         """Accuracy, macro-F1, share of "unknown" answers, messages per second.
 
-        Macro-F1 averages over the intents that occur in `true` or in the predictions; "unknown" is no
-        intent of its own: it only costs the true intent its recall.
+        Macro-F1 averages over the labels that occur in `true` or in the predictions; "unknown" is no
+        label of its own (unless `true` holds it): it only costs the true label its recall.
         """
+        true = list(true)
         if len(true) != len(self.labels):
             raise ValueError(f"{len(self.labels)} predictions but {len(true)} true labels")
-        seen = set(true) | set(self.labels)
+        seen = sorted(set(true) | (set(self.labels) - {UNKNOWN}))
         return {"accuracy": metrics.accuracy(true, self.labels),
-                "macro-F1": metrics.macro_f1(true, self.labels, labels=[i for i in INTENTS if i in seen]),
+                "macro-F1": metrics.macro_f1(true, self.labels, labels=seen),
                 "unknown": sum(label == UNKNOWN for label in self.labels) / len(self.labels),
                 "messages/s": self.per_second}
 
@@ -273,50 +394,55 @@ class Predictions:
 
 
 def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 128) -> Predictions:
-    """The classifier's intent for each message: one forward pass per batch, the highest logit wins.
+    """The classifier's label for each message: one forward pass per batch, the highest logit wins.
 
-    Taught in notebook 06.
+    The names come from model.config.id2label (load_classifier's labels). Taught in notebook 06.
     """
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of messages")
-    labels, was_training = [], model.training
+    names, labels, was_training = model.config.id2label, [], model.training
     model.eval()
     start = time.perf_counter()
     with torch.inference_mode():
         for begin in range(0, len(texts), batch_size):
             batch = tokenizer(list(texts[begin:begin + batch_size]), padding=True, truncation=True,
                               max_length=max_length, return_tensors="pt").to(model.device)
-            labels += [INTENTS[i] for i in model(**batch).logits.argmax(-1).tolist()]
+            labels += [names[i] for i in model(**batch).logits.argmax(-1).tolist()]
     seconds = time.perf_counter() - start
     model.train(was_training)
     return Predictions(labels, seconds)
 
 
-def few_shots(split, per_intent: int = 1, seed: int = 0) -> list[tuple[str, str]]:
-    """(message, intent) examples for a few-shot prompt: `per_intent` of each intent, in a shuffled order.
+def few_shots(split, per_label: int = 1, seed: int = 0) -> list[tuple[str, str]]:
+    """(message, label name) examples for a few-shot prompt: `per_label` of each label, in a shuffled order.
 
     Take them from the training split, never from the messages you score. Taught in notebook 06.
     """
     shuffled = split.shuffle(seed=seed)
     taken: dict[str, int] = {}
     shots = []
-    for text, intent in zip(shuffled["text"], shuffled["intent"], strict=True):
-        if taken.get(intent, 0) < per_intent:
-            taken[intent] = taken.get(intent, 0) + 1
-            shots.append((text, intent))
+    for text, name in zip(shuffled["text"], shuffled["label_name"], strict=True):
+        if taken.get(name, 0) < per_label:
+            taken[name] = taken.get(name, 0) + 1
+            shots.append((text, name))
     return shots
 
 
-def label_prompt(text: str, lang: str = "en", shots: Sequence[tuple[str, str]] = ()) -> list[dict]:
-    """Chat messages that ask a chat model for the intent of `text`: the intents with one-line descriptions
-    in the system message, then `shots` (message, intent) as example turns. Taught in notebook 06.
+def label_prompt(text: str, lang: str = "en", shots: Sequence[tuple[str, str]] = (), *,
+                 labels: Sequence[str] = INTENTS, descriptions: Mapping[str, str] | None = None) -> list[dict]:
+    """Chat messages that ask a chat model for the label of `text`: the labels (with a one-line description where
+    there is one) in the system message, then `shots` (message, label) as example turns.
+
+    descriptions: label -> description; None: the course's DESCRIPTIONS[lang], which describe its intents only
+    (other labels are listed by name; {} lists every label by name). Taught in notebook 06.
     """
-    if lang not in DESCRIPTIONS:
-        raise ValueError(f"lang must be one of {sorted(DESCRIPTIONS)}, not {lang!r}")
-    listing = "\n".join(f"- {intent}: {about}" for intent, about in DESCRIPTIONS[lang].items())
+    if lang not in INSTRUCTION:
+        raise ValueError(f"lang must be one of {sorted(INSTRUCTION)}, not {lang!r}")
+    about = DESCRIPTIONS[lang] if descriptions is None else descriptions
+    listing = "\n".join(f"- {label}: {about[label]}" if about.get(label) else f"- {label}" for label in labels)
     messages = [{"role": "system", "content": INSTRUCTION[lang].format(labels=listing)}]
-    for shot, intent in shots:
-        messages += [{"role": "user", "content": shot}, {"role": "assistant", "content": intent}]
+    for shot, label in shots:
+        messages += [{"role": "user", "content": shot}, {"role": "assistant", "content": label}]
     return [*messages, {"role": "user", "content": text}]
 
 
@@ -325,44 +451,48 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s_\-]+", " ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
-def _aliases() -> dict[str, str]:
-    """The spellings that name an intent (normalised): its id, and its Japanese name(s) from DESCRIPTIONS["ja"]."""
-    found = {_norm(intent): intent for intent in INTENTS}
-    for intent, about in DESCRIPTIONS["ja"].items():
-        found |= {_norm(name): intent for name in about.split("：")[0].split("・")}
-    return found
+@functools.lru_cache(maxsize=16)
+def _matcher(labels: tuple[str, ...]) -> tuple[dict[str, str], re.Pattern]:
+    """The spellings that name each label (normalised: the name, and for a course intent its Japanese name(s) from
+    DESCRIPTIONS["ja"]) and one regex that finds them. ASCII names must stand alone ("pricing", not "repricing");
+    Japanese has no spaces, so its names need not."""
+    spellings = {_norm(label): label for label in labels}
+    if len(spellings) != len(labels):
+        raise ValueError(f"labels {list(labels)} include two that differ only in case, spaces or hyphens")
+    for label in labels:
+        ja_names = DESCRIPTIONS["ja"].get(label, "").split("：")[0]
+        spellings |= {_norm(name): label for name in ja_names.split("・") if name}
+    pattern = re.compile("|".join(
+        rf"(?<![a-z0-9]){re.escape(s)}(?=s?(?![a-z0-9]))" if s.isascii() else re.escape(s)
+        for s in sorted(spellings, key=len, reverse=True)))
+    return spellings, pattern
 
 
-ALIASES = _aliases()
-# ASCII names must stand alone ("pricing", not "repricing"); Japanese has no spaces, so its names need not.
-_MENTION = re.compile("|".join(
-    rf"(?<![a-z0-9]){re.escape(a)}(?=s?(?![a-z0-9]))" if a.isascii() else re.escape(a)
-    for a in sorted(ALIASES, key=len, reverse=True)))
+def parse_label(answer: str, labels: Sequence[str] = INTENTS) -> str:
+    """The label a chat model's reply names, or "unknown" (counted as an error): the first label mentioned wins.
 
-
-def parse_label(answer: str) -> str:
-    """The intent a chat model's reply names, or "unknown" (counted as an error): the first intent mentioned wins.
-
-    Accepts the id in any case, full-width, with spaces or hyphens ("Returns-Refunds", "ｐｒｉｃｉｎｇ"),
-    quoted or in a sentence ("The intent is: shipping."), and the Japanese names of DESCRIPTIONS["ja"]
-    ("配送です"). An id inside a longer word does not count. Taught in notebook 06.
+    Accepts the name in any case, full-width, with spaces or hyphens ("Returns-Refunds", "ｐｒｉｃｉｎｇ"),
+    quoted or in a sentence ("The intent is: shipping."), and for the course's intents their Japanese names
+    from DESCRIPTIONS["ja"] ("配送です"). A name inside a longer word does not count. Taught in notebook 06.
     """
     if not isinstance(answer, str):
         raise TypeError(f"answer must be a string, not {type(answer).__name__}")
-    found = _MENTION.search(_norm(answer))
-    return ALIASES[found.group()] if found else UNKNOWN
+    spellings, pattern = _matcher(tuple(labels))
+    found = pattern.search(_norm(answer))
+    return spellings[found.group()] if found else UNKNOWN
 
 
 def ask_labels(model, tokenizer, texts: list[str], lang: str = "en", shots: Sequence[tuple[str, str]] = (),
-               max_new_tokens: int = 8, batch_size: int = 8) -> Predictions:
-    """The generative baseline: ask the chat model for each message's intent (greedy) and parse its reply.
+               max_new_tokens: int = 8, batch_size: int = 8, *, labels: Sequence[str] = INTENTS,
+               descriptions: Mapping[str, str] | None = None) -> Predictions:
+    """The generative baseline: ask the chat model for each message's label (greedy) and parse its reply.
 
-    Taught in notebook 06.
+    labels / descriptions: as in label_prompt (default: the course's intents, described). Taught in notebook 06.
     """
     from ftlib import generate
 
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of messages")
-    prompts = [label_prompt(text, lang, shots) for text in texts]
+    prompts = [label_prompt(text, lang, shots, labels=labels, descriptions=descriptions) for text in texts]
     out = generate.generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return Predictions([parse_label(answer) for answer in out.texts], out.seconds, out.texts)
+    return Predictions([parse_label(answer, labels) for answer in out.texts], out.seconds, out.texts)

@@ -292,8 +292,9 @@ def model_name(model: str = "auto", lang: str = "en") -> str:
 
 def run_dir(model: str = "auto", method: str = "qlora", lang: str = "en", data_file: str | Path | None = None) -> Path:
     """Where train.train keeps a run of a preset or hub id unless told otherwise: runs/03_<method>_<model>_<lang>,
-    with _<file name> added for a run on your own data file. Taught in notebook 03; notebook 04 finds notebook 03's
-    adapter there.
+    with _<file name> added for a run on your own data file (notebook 04 finds notebook 03's adapter there).
+
+    Taught in notebook 03.
     """
     name = f"03_{method}_{model_name(model, lang).replace('/', '_')}_{lang}"
     return env.runs_dir() / (name + (f"_{Path(data_file).stem}" if data_file is not None else ""))

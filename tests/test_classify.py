@@ -1,9 +1,12 @@
-"""ftlib.classify: intent data, the classifier (head + LoRA, Trainer), prediction, the generative baseline."""
+"""ftlib.classify: course and user data, the classifier (head + LoRA, Trainer), prediction, the generative baseline."""
 
+import pandas as pd
 import pytest
 import torch
 
 from ftlib import classify, data
+
+USER_LABELS = ["billing", "bug", "praise"]  # none of them a course intent
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +23,13 @@ def test_intent_dataset_holds_the_user_message_and_its_label_id(intents):
     course = data.course_dataset("en")
     assert set(intents) == {"train", "validation", "test"}
     for split in intents:
-        assert set(intents[split].column_names) == {"intent", "text", "label"}
+        assert set(intents[split].column_names) == {"label_name", "text", "label"}
         assert len(intents[split]) == len(course[split])
+        assert intents[split].features["label"].names == list(classify.INTENTS)
     row, source = intents["test"][0], course["test"][0]
-    assert row["text"] == source["prompt"][-1]["content"] and row["intent"] == source["intent"]
-    assert all(classify.INTENTS[label] == intent for label, intent in zip(intents["train"]["label"],
-                                                                            intents["train"]["intent"], strict=True))
+    assert row["text"] == source["prompt"][-1]["content"] and row["label_name"] == source["intent"]
+    assert all(classify.INTENTS[label] == name for label, name in zip(intents["train"]["label"],
+                                                                        intents["train"]["label_name"], strict=True))
 
 
 def test_japanese_intent_dataset_is_japanese():
@@ -36,10 +40,10 @@ def test_japanese_intent_dataset_is_japanese():
 def test_keep_few_keeps_k_rows_of_the_chosen_intents_only(intents):
     rare = ("warranty", "shipping")
     small = classify.keep_few(intents["train"], rare, keep=3)
-    counts = {i: small["intent"].count(i) for i in classify.INTENTS}
+    counts = {i: small["label_name"].count(i) for i in classify.INTENTS}
     assert counts["warranty"] == counts["shipping"] == 3
-    assert all(counts[i] == intents["train"]["intent"].count(i) for i in classify.INTENTS if i not in rare)
-    with pytest.raises(ValueError, match="unknown intents"):
+    assert all(counts[i] == intents["train"]["label_name"].count(i) for i in classify.INTENTS if i not in rare)
+    with pytest.raises(ValueError, match="unknown labels"):
         classify.keep_few(intents["train"], ("refunds",))
 
 
@@ -147,8 +151,8 @@ def test_train_classifier_runs_the_trainer_and_reports(tiny_classifier, intents,
     model, tok = tiny_classifier
     small = {"train": intents["train"].select(range(16)), "validation": intents["validation"].select(range(8))}
     weights = classify.class_weights(intents["train"]["label"])
-    run = classify.train_classifier(model, tok, small, tmp_path, max_steps=3, batch=4, eval_steps=3,
-                                    weights=weights, live=False)
+    run = classify.train_classifier(model, tok, small, tmp_path, max_steps=3, per_device_train_batch_size=4,
+                                    eval_steps=3, weights=weights, live=False)
     assert "'loss'" not in capsys.readouterr().out  # live=False trains without printing every log line
     assert run.steps == 3 and run.seconds > 0 and run.trainable_params == classify.trainable_params(model)
     assert run.history["train_loss"].notna().sum() == 3
@@ -171,20 +175,21 @@ def test_ask_labels_parses_the_chat_models_replies(tiny):
 def test_training_lifts_test_accuracy_far_above_the_untrained_head():
     ds = classify.intent_dataset("en")
     model, tok = classify.load_classifier("smollm2-135m", r=16, layers=10)
-    true = ds["test"]["intent"]
+    true = ds["test"]["label_name"]
     before = classify.predict(model, tok, ds["test"]["text"]).scores(true)["accuracy"]
-    classify.train_classifier(model, tok, ds, max_steps=24, lr=3e-3, batch=16, eval_steps=24, live=False)
+    classify.train_classifier(model, tok, ds, max_steps=24, learning_rate=3e-3, per_device_train_batch_size=16,
+                              eval_steps=24, live=False)
     after = classify.predict(model, tok, ds["test"]["text"]).scores(true)["accuracy"]
     # 12 intents: chance is 0.08; 18 of 44 right by guessing has a probability below 1e-7
     assert before < 0.25 and after >= 0.45 and after - before >= 0.3, (before, after)
 
 
 def test_few_shots_take_one_message_of_each_intent_from_the_split(intents):
-    shots = classify.few_shots(intents["train"], per_intent=1, seed=0)
+    shots = classify.few_shots(intents["train"], per_label=1, seed=0)
     assert sorted(intent for _, intent in shots) == sorted(classify.INTENTS)
     assert all(text in intents["train"]["text"] for text, _ in shots)
     assert classify.few_shots(intents["train"], seed=0) == shots  # repeatable
-    assert len(classify.few_shots(intents["train"], per_intent=2)) == 2 * len(classify.INTENTS)
+    assert len(classify.few_shots(intents["train"], per_label=2)) == 2 * len(classify.INTENTS)
 
 
 def test_lora_on_the_top_layers_only(tiny):
@@ -210,3 +215,121 @@ def test_the_notebooks_plots_draw_every_intent():
     bold = [t.get_text() for t in fig2.axes[0].get_yticklabels() if t.get_fontweight() == "bold"]
     assert bold == ["shipping"]
     plt.close("all")
+
+
+# --- your own data: any text and label columns, the user's label names kept ---------------------
+
+def user_frame(per_label: int = 12) -> pd.DataFrame:
+    words = {"billing": "I was charged twice on invoice", "bug": "The app crashes when I open screen",
+             "praise": "Thank you, your team is wonderful, order"}
+    return pd.DataFrame({"message": [f"{words[name]} {i}" for name in USER_LABELS for i in range(per_label)],
+                         "category": [name for name in USER_LABELS for _ in range(per_label)],
+                         "customer": "c1"})
+
+
+@pytest.fixture(scope="module")
+def user_data():
+    return classify.label_dataset(user_frame(), text="message", label="category", seed=0)
+
+
+def test_label_dataset_keeps_the_users_label_names_and_splits_by_label(user_data):
+    assert set(user_data) == {"train", "validation", "test"}
+    for split in user_data.values():
+        assert split.column_names == ["text", "label", "label_name"]
+        assert split.features["label"].names == USER_LABELS
+        assert set(split["label_name"]) == set(USER_LABELS)  # stratified: every label in every split
+        assert all(USER_LABELS[i] == name for i, name in zip(split["label"], split["label_name"], strict=True))
+    assert sum(len(split) for split in user_data.values()) == 36
+    assert classify.label_dataset(user_frame(), "message", "category", seed=0)["test"]["text"] == \
+        user_data["test"]["text"]  # repeatable
+
+
+def test_a_classifier_trained_on_user_labels_predicts_them(user_data, tmp_path):
+    names = user_data["train"].features["label"].names
+    model, tok = classify.load_classifier("tiny-random", names, r=4)
+    assert dict(model.config.id2label) == dict(enumerate(USER_LABELS))
+    with_extra = {split: user_data[split].add_column("customer", ["c1"] * len(user_data[split]))
+                  for split in ("train", "validation")}  # train_classifier drops columns the model does not take
+    weights = classify.class_weights(user_data["train"]["label"])  # n_classes from the ClassLabel
+    run = classify.train_classifier(model, tok, with_extra, tmp_path, max_steps=2, per_device_train_batch_size=8,
+                                    eval_steps=2, weights=weights, live=False)
+    assert run.steps == 2 and len(weights) == 3
+    pred = classify.predict(model, tok, user_data["test"]["text"])
+    assert pred.labels and set(pred.labels) <= set(USER_LABELS)
+    scores = pred.scores(user_data["test"]["label_name"])
+    assert 0 <= scores["accuracy"] <= 1 and scores["unknown"] == 0
+
+
+def test_a_model_with_other_labels_is_refused_before_training(user_data, tiny_classifier, tmp_path):
+    model, tok = tiny_classifier  # the course's 12 intents
+    with pytest.raises(ValueError, match="not the model's"):
+        classify.train_classifier(model, tok, user_data, tmp_path, max_steps=1, live=False)
+    with pytest.raises(TypeError, match="lang= by name"):
+        classify.load_classifier("tiny-random", "en")
+
+
+def test_label_dataset_reads_a_file_with_its_own_column_names(tmp_path):
+    path = tmp_path / "tickets.csv"
+    user_frame().to_csv(path, index=False)
+    ds = classify.label_dataset(path, text="message", label="category")
+    assert ds["train"].features["label"].names == USER_LABELS and "source_line" not in ds["train"].column_names
+    with pytest.raises(data.DataError, match=r"tickets\.csv.*topic") as err:
+        classify.label_dataset(path, text="message", label="topic")
+    assert err.value.path == str(path)
+    jsonl = tmp_path / "tickets.jsonl"
+    user_frame().drop(columns="category").assign(category=None).to_json(jsonl, orient="records", lines=True)
+    with pytest.raises(data.DataError, match="category") as err:
+        classify.label_dataset(jsonl, text="message", label="category")
+    assert err.value.path == str(jsonl) and err.value.line == 1 and err.value.column == "category"
+
+
+def test_a_label_with_too_few_rows_is_named():
+    frame = pd.concat([user_frame(), pd.DataFrame({"message": ["Great!", "Love it", "Nice"], "category": "kudos"})])
+    with pytest.raises(ValueError, match="label 'kudos' has 3 rows.*needs 10"):
+        classify.label_dataset(frame, "message", "category")
+    with pytest.raises(ValueError, match="needs 5"):  # larger validation and test splits need fewer rows
+        classify.label_dataset(frame, "message", "category", val=0.2, test=0.2)
+    with pytest.raises(ValueError, match="one label only"):
+        classify.label_dataset(frame.assign(category="x"), "message", "category")
+    with pytest.raises(ValueError, match="missing|no column 'topic'"):
+        classify.label_dataset(frame, "message", "topic")
+
+
+def test_numeric_labels_become_names():
+    frame = user_frame().assign(category=lambda f: f["category"].map({"billing": 0, "bug": 1, "praise": 2}))
+    ds = classify.label_dataset(frame, "message", "category")
+    assert ds["train"].features["label"].names == ["0", "1", "2"]
+    from datasets import ClassLabel, Dataset
+
+    named = Dataset.from_pandas(frame).cast_column("category", ClassLabel(names=USER_LABELS))
+    assert classify.label_dataset(named, "message", "category")["test"].features["label"].names == USER_LABELS
+
+
+def test_scores_are_over_the_users_labels():
+    pred = classify.Predictions(["billing", "bug", "bug", classify.UNKNOWN], seconds=1.0)
+    scores = pred.scores(["billing", "bug", "praise", "praise"])
+    # F1: billing 1, bug 2/3 (one of two right), praise 0 (never predicted)
+    assert scores["accuracy"] == 0.5 and scores["macro-F1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+
+
+def test_the_chat_baseline_takes_the_users_labels(user_data, tiny):
+    messages = classify.label_prompt("It crashes", labels=USER_LABELS)
+    assert all(f"- {name}\n" in messages[0]["content"] + "\n" for name in USER_LABELS)  # names only: no descriptions
+    described = classify.label_prompt("It crashes", labels=USER_LABELS, descriptions={"bug": "something broken"})
+    assert "- bug: something broken" in described[0]["content"] and "- praise\n" in described[0]["content"]
+    assert classify.parse_label("It is a Bug.", USER_LABELS) == "bug"
+    assert classify.parse_label("pricing", USER_LABELS) == classify.UNKNOWN  # a course intent is no user label
+    shots = classify.few_shots(user_data["train"], per_label=1)
+    assert sorted(name for _, name in shots) == USER_LABELS
+    model, tok = tiny
+    pred = classify.ask_labels(model, tok, ["It crashes"], labels=USER_LABELS, shots=shots, max_new_tokens=4)
+    assert set(pred.labels) <= {*USER_LABELS, classify.UNKNOWN}
+
+
+def test_keep_few_and_class_weights_read_the_splits_own_labels(user_data):
+    small = classify.keep_few(user_data["train"], ["praise"], keep=2)
+    assert small["label_name"].count("praise") == 2 and small.features["label"].names == USER_LABELS
+    with pytest.raises(ValueError, match=r"unknown labels \['pricing'\]"):
+        classify.keep_few(user_data["train"], ["pricing"])
+    with pytest.raises(ValueError, match="n_classes"):
+        classify.class_weights([0, 1, 2])
