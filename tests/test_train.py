@@ -334,3 +334,42 @@ def test_training_is_quiet_when_not_live(small, tmp_path, capsys):
     finally:
         hf_logging.set_verbosity(level)
     assert "'loss'" not in capsys.readouterr().out
+
+
+def _write_kind(kind: str, frame: pd.DataFrame, folder):
+    """The same question-answer rows as a file of `kind` (columns q and a), or as a 🤗 Dataset."""
+    from datasets import Dataset
+
+    path = folder / f"rows.{kind.split('-')[0]}"
+    if kind == "csv":
+        frame.to_csv(path, index=False)
+    elif kind == "tsv":
+        frame.to_csv(path, sep="\t", index=False)
+    elif kind == "json":
+        frame.to_json(path, orient="records", force_ascii=False)
+    elif kind == "jsonl":
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif kind == "parquet":
+        frame.to_parquet(path)
+    elif kind == "jsonl-messages":
+        chats = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+                 for q, a in zip(frame["q"], frame["a"], strict=True)]
+        pd.DataFrame(chats).to_json(path, orient="records", lines=True, force_ascii=False)
+    else:
+        return Dataset.from_pandas(frame)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv", "json", "jsonl", "parquet", "jsonl-messages", "dataset"])
+def test_two_steps_from_each_kind_of_file(kind, tmp_path):
+    """Every kind of file data.from_file reads, through a column mapping, trains: the same rows whatever the kind."""
+    frame = pd.DataFrame({"q": [f"Which shelf holds book number {i}?" for i in range(30)],
+                          "a": [f"Book {i} is on shelf {i % 4}." for i in range(30)]})
+    source = _write_kind(kind, frame, tmp_path)
+    columns = {"messages": "messages"} if kind == "jsonl-messages" else {"prompt": "q", "completion": "a"}
+    dataset = data.from_file(source, **columns)
+    assert sum(len(split) for split in dataset.values()) == 30
+    assert dataset["train"][0]["prompt"][0]["role"] == "user"  # no system prompt unless asked
+    result = train.train("tiny-random", dataset, method="lora", output_dir=tmp_path / "run", max_steps=2,
+                         eval_steps=2, per_device_train_batch_size=4, live=False)
+    assert result.history["step"].max() == 2 and (result.adapter_path / "adapter_config.json").exists()
