@@ -46,15 +46,18 @@ def test_width_is_made_consistent_but_japanese_punctuation_stays():
     assert data.normalize_width("ｔａｒｏ＠ｅｘａｍｐｌｅ．ｃｏｍ、はい，") == "taro@example.com、はい，"
 
 
-def test_whitespace_is_tidied():
-    assert data.normalize("\u3000 Tsubame  Cam\tは \n 8,800円 ") == "Tsubame Cam は\n8,800円"
+def test_whitespace_is_tidied_but_indentation_and_blank_lines_stay():
+    assert data.normalize("\u3000 Tsubame  Cam\tは \n 8,800円 ") == "Tsubame Cam は\n 8,800円"
+    code = "Use:\n\n```python\nfor x in xs:\n    if x:  \n        print(x)\n```\n\nDone."
+    assert data.normalize(code) == code.replace(":  \n", ":\n")
+    assert data.normalize("a\r\n\r\n  b  c\t") == "a\n\n  b c"
 
 
 def test_report_adds_up_and_keeps_removed_rows():
     df = pd.DataFrame({"ticket_id": list("ABCD"), "lang": ["en"] * 4, "intent": ["pricing"] * 3 + ["misc"],
                        "question": ["Price?", "Price?", "Mail me at a@b.example", "x"],
                        "answer": ["¥8,800", "¥8,800", "Sure.", "y"]})
-    kept, report = data.clean(df)
+    kept, report = data.clean(df, labels=data.INTENTS, rules=data.RULES)
     assert report.input_rows == 4 == report.kept + len(report.removed)
     assert set(report.removed["ticket_id"]) == {"B", "D"}  # inspectable, with the original text
     assert report.changed["PII: email"] == 1 and "<EMAIL>" in kept["question"].tolist()[1]
@@ -93,18 +96,21 @@ def test_split_is_stratified_deterministic_and_leak_free():
 
 def test_to_dataset_formats_prompt_completion_and_messages():
     splits = data.split(synthetic(), "intent", group_by="pair_id")
-    ds = data.to_dataset(splits, lang="ja")
+    ds = data.to_dataset(splits, lang="ja", system=data.SYSTEM_PROMPT["ja"])
     row = ds["train"][0]
     assert [m["role"] for m in row["prompt"]] == ["system", "user"] and row["completion"][0]["role"] == "assistant"
     assert row["prompt"][0]["content"] == data.SYSTEM_PROMPT["ja"] and "in ja" in row["prompt"][1]["content"]
     assert sum(len(d) for d in ds.values()) == len(synthetic()) // 2
-    msgs = data.to_dataset(splits, lang="en", style="messages")["test"][0]["messages"]
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant"]
+    msgs = data.to_dataset(splits, lang="en", style="messages", system="Be brief.")["test"][0]["messages"]
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant"] and msgs[0]["content"] == "Be brief."
+    plain = data.to_dataset(splits, lang="en")["train"][0]  # no system message unless one is passed
+    assert [m["role"] for m in plain["prompt"]] == ["user"] and set(plain) == {"prompt", "completion", "intent"}
 
 
 def test_label_preview_masks_the_prompt_and_trains_eos(tiny):
     model, tok = tiny
-    example = data.to_dataset(data.split(synthetic(), "intent", group_by="pair_id"))["train"][0]
+    splits = data.split(synthetic(), "intent", group_by="pair_id")
+    example = data.to_dataset(splits, system=data.SYSTEM_PROMPT["en"])["train"][0]
     preview = data.label_preview(example, model, tok)
     text = "".join(preview.tokens)
     trained = "".join(t for t, keep in zip(preview.tokens, preview.trained, strict=True) if keep)

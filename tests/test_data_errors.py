@@ -163,7 +163,8 @@ def test_21_jsonl_null_text_is_counted_empty(tmp_path):
     (("T9", "en", "pricing", "How much is the Cam?", "log " * 400), "over 1000 characters"),  # 24
 ])
 def test_22_to_24_removed_and_counted(record, reason):
-    kept, report = data.clean(rows(("T1", "en", "warranty", "How long is the warranty?", "18 months."), record))
+    kept, report = data.clean(rows(("T1", "en", "warranty", "How long is the warranty?", "18 months."), record),
+                              labels=data.INTENTS)
     assert len(kept) == 1 and report.removed["reason"].tolist() == [reason]
     assert report.input_rows == 2 == report.kept + len(report.removed)
 
@@ -174,7 +175,7 @@ def test_25_26_duplicates():
               ("T3", "en", "pricing", "How much is the Cam?", "¥8,800."),
               ("T3", "en", "pricing", "How much is the Cam?", "¥8,800."),
               ("T4", "en", "pricing", "how much is the cam", "It is ¥8,800."))
-    kept, report = data.clean(df)
+    kept, report = data.clean(df, rules=data.RULES)
     assert report.removed["reason"].value_counts().to_dict() == {"near duplicate": 2, "exact duplicate": 1}
     assert kept["ticket_id"].tolist() == ["T1", "T3"]
     assert kept["question"][0] == "Tsubame Camの値段は？"  # full-width letters and space made half-width, ？ kept
@@ -182,7 +183,7 @@ def test_25_26_duplicates():
 
 def test_27_html_is_stripped_and_counted():
     answer = "<p>It is <b>¥8,800</b> &amp; free shipping.</p>"
-    kept, report = data.clean(rows(("T1", "en", "pricing", "Price?", answer)))
+    kept, report = data.clean(rows(("T1", "en", "pricing", "Price?", answer)), rules=("html",))
     assert kept["answer"][0] == "It is ¥8,800 & free shipping."
     assert report.changed["html"] == 1
 

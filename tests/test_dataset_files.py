@@ -18,7 +18,7 @@ def qa():
 @pytest.fixture(scope="module")
 def cleaned():
     raw = data.load_records(data.RAW_EXPORT, data.SUPPORT, errors="collect")
-    return raw, *data.clean(raw, max_chars=1000)
+    return raw, *data.clean(raw, labels=data.INTENTS, rules=data.RULES, max_chars=1000)
 
 
 @pytest.fixture(scope="module")
