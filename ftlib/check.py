@@ -412,48 +412,6 @@ def _batching(answer: Any) -> bool:
     return _norm(answer).strip("() ") == "a"
 
 
-# --- notebook 07 -------------------------------------------------------------------------------
-
-@exercise(
-    "07.merge_4bit",
-    {"en": "You trained a QLoRA adapter. Into what do you merge it? (a) the 4-bit base it was trained on "
-           "(b) the base loaded in 16 bits (c) it cannot be merged",
-     "ja": "QLoRA でアダプタを学習しました。何にマージしますか？ (a) 学習に使った 4-bit のベース "
-           "(b) 16 bit で読み込んだベース (c) マージできない"},
-    {"en": "Look at the logit differences in section 1's table.", "ja": "1 節の表のロジット差を見てみましょう。"},
-    {"en": "(b): merging into 4-bit weights means re-quantizing them, and the model no longer answers as trained.",
-     "ja": "(b)。4-bit の重みへのマージは重みの再量子化を伴い、学習したとおりに答えなくなります。"},
-)
-def _merge_4bit(answer: Any) -> bool:
-    return _norm(answer).strip("() ") == "b"
-
-
-@exercise(
-    "07.base",
-    {"en": "A PeftModel holds two adapters. Which peft method (a context manager) answers with the plain base?",
-     "ja": "PeftModel に2つのアダプタがあります。素のベースモデルで答えさせる peft のメソッド"
-           "（コンテキストマネージャ）は？"},
-    {"en": "Read export.answer_with's source: help(export.answer_with) or export.answer_with??",
-     "ja": "export.answer_with のソースを読んでみましょう（export.answer_with??）。"},
-    {"en": "disable_adapter (with model.disable_adapter(): ...)",
-     "ja": "disable_adapter（with model.disable_adapter(): ...）"},
-)
-def _base(answer: Any) -> bool:
-    return _norm(answer).removeprefix("model.").removesuffix("()") == "disable_adapter"
-
-
-@exercise(
-    "07.status",
-    {"en": "Which HTTP status code does the endpoint answer to an empty message?",
-     "ja": "空のメッセージに対して、エンドポイントはどの HTTP ステータスコードを返しますか？"},
-    {"en": "Look at the table of bad requests in section 4.", "ja": "4 節の不正なリクエストの表を見てみましょう。"},
-    {"en": "422 (Unprocessable Content): the request is well-formed JSON but its content is invalid.",
-     "ja": "422（Unprocessable Content）。JSON としては正しいが、内容が不正です。"},
-)
-def _status(answer: Any) -> bool:
-    return str(answer).strip() == "422"
-
-
 # --- notebook 05 -------------------------------------------------------------------------------
 
 @exercise(
@@ -500,6 +458,103 @@ def _kv_bytes(answer: Any) -> bool:
 )
 def _paid_once(answer: Any) -> bool:
     return _norm(answer).strip("() ") == "b"
+
+
+# --- notebook 06 -------------------------------------------------------------------------------
+
+@exercise(
+    "06.chance",
+    {"en": "Predict before section 2 runs: what accuracy does a head that picks one of the 12 intents at random "
+           "score on average? (a number between 0 and 1)",
+     "ja": "セクション 2 を実行する前に予想しましょう。12 の意図から無作為に 1 つ選ぶヘッドの正解率は平均いくつですか？"
+           "（0 から 1 の数）"},
+    {"en": "Each message has one right intent out of how many?",
+     "ja": "各メッセージの正解は、いくつのうち 1 つですか？"},
+    {"en": "1/12 = 0.083: the baseline every trained number is read against (an untrained head often does worse, "
+           "putting most messages into one or two intents).",
+     "ja": "1/12 = 0.083。学習後の数値はすべてこの基準と比べます（学習前のヘッドは多くのメッセージを 1〜2 個の意図に"
+           "入れるので、これより悪いこともあります）。"},
+)
+def _chance(answer: Any) -> bool:
+    value = str(answer).replace(" ", "")
+    return value == "1/12" or (value.replace(".", "", 1).isdigit() and abs(float(value) - 1 / 12) < 0.005)
+
+
+@exercise(
+    "06.weight",
+    {"en": "120 training messages, 12 intents, and one intent has only 5 messages. What weight does "
+           "classify.class_weights (scikit-learn's 'balanced') give that intent?",
+     "ja": "学習用メッセージが 120 件、意図が 12 個で、ある意図は 5 件しかありません。classify.class_weights"
+           "（scikit-learn の 'balanced'）はその意図にいくつの重みを付けますか？"},
+    {"en": "n_rows / (n_classes x rows of that class).", "ja": "行数 ÷ (クラス数 × そのクラスの行数)。"},
+    {"en": "2.0 = 120 / (12 x 5): each of its messages counts twice in the loss; a balanced intent (10 rows) gets "
+           "1.0.",
+     "ja": "2.0 = 120 / (12 × 5)。その意図のメッセージは損失の中で 2 倍に数えられます。"
+           "釣り合った意図（10 件）は 1.0 です。"},
+)
+def _weight(answer: Any) -> bool:
+    try:
+        return abs(float(str(answer)) - 2.0) < 1e-6
+    except ValueError:
+        return False
+
+
+@exercise(
+    "06.rare_metric",
+    {"en": "100 test messages; an intent with 2 of them is never predicted, the other 98 are all right. Which "
+           "number falls further below a perfect 1.0? (a) accuracy (b) macro-F1",
+     "ja": "テストメッセージ 100 件のうち 2 件の意図が一度も予測されず、残り 98 件はすべて正解です。"
+           "満点 1.0 から大きく下がるのはどちら？ (a) 正解率 (b) マクロ F1"},
+    {"en": "Accuracy counts messages; macro-F1 averages over intents with equal weight.",
+     "ja": "正解率はメッセージを数え、マクロ F1 は意図ごとの F1 を等しい重みで平均します。"},
+    {"en": "(b): accuracy is 0.98, but the missed intent's F1 is 0, which pulls the average over intents down by "
+           "1/(number of intents).",
+     "ja": "(b)。正解率は 0.98 ですが、予測されない意図の F1 は 0 で、意図の平均を 1/(意図の数) だけ下げます。"},
+)
+def _rare_metric(answer: Any) -> bool:
+    return _norm(answer).strip("() ") in {"b", "macro-f1", "macro f1"}
+
+
+# --- notebook 07 -------------------------------------------------------------------------------
+
+@exercise(
+    "07.merge_4bit",
+    {"en": "You trained a QLoRA adapter. Into what do you merge it? (a) the 4-bit base it was trained on "
+           "(b) the base loaded in 16 bits (c) it cannot be merged",
+     "ja": "QLoRA でアダプタを学習しました。何にマージしますか？ (a) 学習に使った 4-bit のベース "
+           "(b) 16 bit で読み込んだベース (c) マージできない"},
+    {"en": "Look at the logit differences in section 1's table.", "ja": "1 節の表のロジット差を見てみましょう。"},
+    {"en": "(b): merging into 4-bit weights means re-quantizing them, and the model no longer answers as trained.",
+     "ja": "(b)。4-bit の重みへのマージは重みの再量子化を伴い、学習したとおりに答えなくなります。"},
+)
+def _merge_4bit(answer: Any) -> bool:
+    return _norm(answer).strip("() ") == "b"
+
+
+@exercise(
+    "07.base",
+    {"en": "A PeftModel holds two adapters. Which peft method (a context manager) answers with the plain base?",
+     "ja": "PeftModel に2つのアダプタがあります。素のベースモデルで答えさせる peft のメソッド"
+           "（コンテキストマネージャ）は？"},
+    {"en": "Read export.answer_with's source: help(export.answer_with) or export.answer_with??",
+     "ja": "export.answer_with のソースを読んでみましょう（export.answer_with??）。"},
+    {"en": "disable_adapter (with model.disable_adapter(): ...)",
+     "ja": "disable_adapter（with model.disable_adapter(): ...）"},
+)
+def _base(answer: Any) -> bool:
+    return _norm(answer).removeprefix("model.").removesuffix("()") == "disable_adapter"
+
+
+@exercise(
+    "07.status",
+    {"en": "Which HTTP status code does the endpoint answer to an empty message?",
+     "ja": "空のメッセージに対して、エンドポイントはどの HTTP ステータスコードを返しますか？"},
+    {"en": "Look at the table of bad requests in section 4.", "ja": "4 節の不正なリクエストの表を見てみましょう。"},
+    {"en": "422 (Unprocessable Content): the request is well-formed JSON but its content is invalid.",
+     "ja": "422（Unprocessable Content）。JSON としては正しいが、内容が不正です。"},
+)
+def _status(answer: Any) -> bool:
+    return str(answer).strip() == "422"
 
 
 # --- notebook 08 -------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ RIGHT = {"00.dtype_t4": "float16", "00.pad_not_eos": "(b)", "00.left_padding": "
          "02.smallest": "qlora", "02.adamw_bytes": 8, "02.llama_full": False, "02.checkpointing": "a",
          "04.ja_unit": "b", "04.perplexity": 2.72, "04.win_rate": "66.7%", "04.batching": "(a)",
          "05.spaces": "c", "05.kv_bytes": "46,080", "05.paid_once": "(b)",
-         "07.merge_4bit": "b", "07.base": "disable_adapter", "07.status": 422}
+         "06.chance": "0.083", "06.weight": 2, "06.rare_metric": "(b)",
+         "07.merge_4bit": "b", "07.base": "disable_adapter", "07.status": 422,
+         "08.steps": 60, "08.interval": "(c)", "08.leak": "no"}
 
 
 @pytest.mark.parametrize("key", sorted(RIGHT))
@@ -72,3 +74,15 @@ def test_lora_exercise_accepts_peft_s_count():
     model, _ = models.load("smollm2-135m")
     expected = get_peft_model(model, recipe.lora_config(r=8)).get_nb_trainable_parameters()[0]
     assert check.check("03.lora_params", f"{expected:,}") and not check.check("03.lora_params", expected * 2)
+
+
+def test_every_notebook_has_checked_exercises_in_course_order():
+    from ftlib import course
+
+    numbers = [path.name[:2] for path in course.notebooks()]
+    order = list(dict.fromkeys(key.split(".")[0] for key in check.EXERCISES))  # registration order = file order
+    assert order == numbers, "check.py's sections follow the notebooks, one section per notebook"
+    for path in course.notebooks():
+        text = path.read_text(encoding="utf-8")
+        keys = [key for key in check.EXERCISES if key.startswith(path.name[:2] + ".")]
+        assert all(f'check.check(\\"{key}\\"' in text for key in keys), f"{path.name} misses an exercise"

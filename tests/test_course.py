@@ -7,7 +7,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from ftlib import course
 
 # Smoke parameters: short generations and a few training steps, so that the whole course fits in CI's time.
-SMOKE = {"MAX_NEW_TOKENS": 16, "STEPS": 1, "MAX_STEPS": 2, "EVAL_STEPS": 2, "N_EVAL": 4, "OVERFIT_STEPS": 4,
+SMOKE = {"MAX_NEW_TOKENS": 16, "STEPS": 1, "MAX_STEPS": 2, "NUM_TRAIN_EPOCHS": 1, "EVAL_STEPS": 2, "N_EVAL": 4,
+         "OVERFIT_STEPS": 4,
          "N_GENERAL": 4, "SPEED_PROMPTS": 4, "SPEED_TOKENS": 4}
 
 
@@ -70,3 +71,20 @@ def test_notebook_00_runs_the_japanese_track(tmp_path, capsys):
     results = course.run(only=["00"], parameters={**SMOKE, "LANG": "ja"}, build=tmp_path)
     assert results[0].status == "ok", results[0].error
     assert "日本の首都" in capsys.readouterr().out  # the Japanese question reached the model and was echoed
+
+
+@pytest.mark.slow
+def test_training_notebooks_run_on_a_users_file(tmp_path):
+    """DATA points notebooks 03-07 at a user's file: they train and evaluate on it (text or fact metrics), and
+    notebook 06 classifies with the user's own labels."""
+    example = "../data/example/library_faq_en.csv"  # notebooks run in notebooks/
+    qa = {"DATA": example, "PROMPT_COLUMN": "question", "COMPLETION_COLUMN": "answer", "FACTS_COLUMN": "facts"}
+    results = course.run(only=["03", "04", "05", "07"], parameters={**SMOKE, **qa}, build=tmp_path / "qa")
+    assert all(r.status == "ok" for r in results), [r.error for r in results if r.error]
+    labelled = tmp_path / "tickets.csv"
+    rows = [(f"{kind} question number {i}: {word}", kind) for kind, word in
+            [("billing", "invoice charge"), ("bug", "crash error"), ("praise", "thanks great")] for i in range(20)]
+    labelled.write_text("message,category\n" + "\n".join(f"{t},{k}" for t, k in rows) + "\n", encoding="utf-8")
+    results = course.run(only=["06"], parameters={**SMOKE, "DATA": str(labelled), "TEXT_COLUMN": "message",
+                                                   "LABEL_COLUMN": "category"}, build=tmp_path / "labels")
+    assert results[0].status == "ok", results[0].error
