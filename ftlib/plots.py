@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+
+from ftlib.estimator import COMPONENTS, GIB, T4_GIB, Estimate
+
+# one colour per memory component (memory_breakdown)
+_MEMORY_COLOURS = {"weights": "#4c72b0", "gradients": "#dd8452", "optimizer_state": "#55a868",
+                  "activations": "#c44e52", "overhead": "#8c8c8c"}
 
 
 def _figure(width: float = 7, height: float = 3.2):
@@ -96,4 +103,48 @@ def per_class(table: pd.DataFrame, title: str, xlabel: str = "recall", highlight
             label.set_fontweight("bold")
     ax.set(title=title, xlabel=xlabel, ylabel="")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
+    return fig
+
+
+def memory_bars(items, title: str | None = None):
+    """Memory components of estimates and measurements side by side: grouped bars, one colour per item, the
+    measurements hatched. Taught in notebook 02.
+    """
+    items = [items] if isinstance(items, Estimate) else list(items)
+    small = max(item.total for item in items) < GIB
+    unit, scale = ("MiB", 2**20) if small else ("GiB", GIB)
+    fig, ax = _figure(8, 3.4)
+    x = np.arange(len(COMPONENTS))
+    width = 0.8 / len(items)
+    for k, item in enumerate(items):
+        values = [getattr(item, c) / scale for c in COMPONENTS]
+        bars = ax.bar(x + (k - (len(items) - 1) / 2) * width, values, width, label=item.label,
+                      hatch="//" if item.kind == "measured" else None, edgecolor="white")
+        ax.bar_label(bars, fmt="%.0f" if small else "%.1f", fontsize=7)
+    ax.set_xticks(x, [c.replace("_", " ") for c in COMPONENTS])
+    ax.set(ylabel=unit, title=title or "Memory by component: estimate vs measurement")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def memory_breakdown(est: Estimate, gib: float = T4_GIB):
+    """One stacked horizontal bar of an estimate's components, with the GPU's limit as a line.
+
+    Gradients and activations do not peak together (Estimate.total): the smaller of the two is drawn pale, last.
+    Used by memory.calculator (notebook 02).
+    """
+    fig, ax = _figure(8, 1.9)
+    pair = ("activations", "gradients")
+    order = ("weights", "optimizer_state", "overhead", *(pair if est.activations >= est.gradients else pair[::-1]))
+    left = 0.0
+    for c in order:
+        value, pale = getattr(est, c) / GIB, c == order[-1]
+        ax.barh([0], [value], left=left, color=_MEMORY_COLOURS[c], alpha=0.35 if pale else 1.0,
+                label=f"{c.replace('_', ' ')} {value:.1f}" + (" (not at the peak)" if pale else ""))
+        left += value
+    ax.axvline(gib, color="black", linestyle="--", linewidth=1.2)
+    ax.text(gib, 0.45, f" {gib:g} GiB T4", va="center", fontsize=8)
+    ax.set(xlim=(0, max(left, gib) * 1.08), yticks=[], xlabel="GiB", title=est.title)
+    ax.title.set_fontsize(9)
+    ax.legend(ncols=5, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.55), frameon=False)
     return fig

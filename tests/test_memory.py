@@ -1,15 +1,31 @@
-"""ftlib.memory: exact where exactness is possible (peft's counts, bitsandbytes' footprint), close to a real run.
+"""ftlib.memory and the modules behind it (architecture, estimator, measure, published, training_time, calculator,
+plots' memory charts): exact where exactness is possible (peft's counts, bitsandbytes' footprint), close to a real run.
 
 The slow tests train a few real steps of SmolLM2-135M (full, LoRA, QLoRA) with transformers' Trainer on CPU.
 """
 
+import inspect
 import math
+import re
 
 import matplotlib.pyplot as plt
+import nbformat
 import pytest
 import torch
 
-from ftlib import memory, models
+from ftlib import (
+    architecture,
+    calculator,
+    course,
+    estimator,
+    measure,
+    memory,
+    models,
+    plots,
+    published,
+    recipe,
+    training_time,
+)
 
 LORA_CASES = [("all-linear", 8), ("all-linear", 16), (("q_proj", "v_proj"), 8), (("q_proj", "v_proj"), 16)]
 SMALL = {"steps": 2, "max_length": 32, "batch": 2}  # measured runs: a few real steps, short sequences
@@ -73,7 +89,7 @@ def test_every_preset_is_sized_from_its_name_without_weights(name, monkeypatch):
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_download)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_download)
-    memory._arch_of_name.cache_clear()
+    architecture._of_name.cache_clear()
     ests = {m: memory.estimate(name, m, max_length=512, batch=1, gradient_checkpointing=True) for m in memory.METHODS}
     assert ests["full"].params == pytest.approx(models.PRESETS[name].params_b * 1e9, rel=0.02)
     assert 0 < ests["qlora"].total < ests["lora"].total < ests["full"].total
@@ -110,17 +126,17 @@ def test_gradients_and_activations_do_not_peak_together(method):
 
 def test_loss_costs_one_logits_tile_of_the_fused_lm_head():
     def head(vocab, seq, device):  # the activations a bigger vocabulary adds, all else equal
-        config = memory._config_from_arch({**models.PRESETS["qwen2.5-1.5b"].arch, "vocab_size": vocab})
+        config = architecture._config({**models.PRESETS["qwen2.5-1.5b"].arch, "vocab_size": vocab})
         return memory.estimate(config, "lora", max_length=seq, batch=1, device=device,
                                gradient_checkpointing=False).activations
 
-    base = memory._config_from_arch(models.PRESETS["qwen2.5-1.5b"].arch)
-    assert memory._arch(base).vocab == 151936
+    base = architecture._config(models.PRESETS["qwen2.5-1.5b"].arch)
+    assert architecture.of(base).vocab == 151936
     assert head(151936, 1024, "cuda") == head(65536, 1024, "cuda")  # the tile is 32768 columns wide at most
     assert head(151936, 1024, "cuda") - head(16384, 1024, "cuda") == 1024 * (32768 - 16384) * 2
     assert head(151936, 8192, "cuda") - head(16384, 8192, "cuda") == 4096 * (32768 - 16384) * 2  # 4096 tokens a tile
     cpu_extra = head(151936, 1024, "cpu") - head(151936, 1024, "cuda")
-    assert cpu_extra == 1024 * 32768 * (4 * memory.CPU_HEAD_TILES - 2)
+    assert cpu_extra == 1024 * 32768 * (4 * estimator.CPU_HEAD_TILES - 2)
 
 
 @pytest.mark.slow
@@ -144,7 +160,7 @@ def test_cpu_fused_lm_head_keeps_the_tiles_the_estimate_counts():
     tokens, vocab = 1024, 40000
     hidden = torch.randn(tokens, 64, requires_grad=True)
     out = ChunkedLogProbFunction.apply(hidden, torch.randn(vocab, 64), None, torch.randint(0, vocab, (tokens,)),
-                                       1.0, memory.HEAD_TILE[1], None, 1.0, ("log_probs", "entropy", "is_top1"))
+                                       1.0, estimator.HEAD_TILE[1], None, 1.0, ("log_probs", "entropy", "is_top1"))
     start, peak, stop = live(), [0], threading.Event()
 
     def watch():
@@ -156,8 +172,8 @@ def test_cpu_fused_lm_head_keeps_the_tiles_the_estimate_counts():
     (-out[0].sum()).backward()
     stop.set()
     thread.join()
-    tiles = (peak[0] - start) / (tokens * memory.HEAD_TILE[1] * 4)
-    assert memory.CPU_HEAD_TILES * 0.8 < tiles < memory.CPU_HEAD_TILES * 1.2
+    tiles = (peak[0] - start) / (tokens * estimator.HEAD_TILE[1] * 4)
+    assert estimator.CPU_HEAD_TILES * 0.8 < tiles < estimator.CPU_HEAD_TILES * 1.2
 
 
 def test_estimate_displays_and_tabulates():
@@ -216,10 +232,10 @@ def test_calculator_and_plot_work_without_a_browser():
     before = box.estimate.activations
     seq.value = 4096
     assert box.estimate.activations > before
-    fig = memory.plot([memory.estimate("smollm2-135m", "lora"), memory.estimate("smollm2-135m", "qlora")])
+    fig = plots.memory_bars([memory.estimate("smollm2-135m", "lora"), memory.estimate("smollm2-135m", "qlora")])
     assert len(fig.axes[0].patches) == 2 * len(memory.COMPONENTS)
     plt.close(fig)
-    fig = memory.breakdown_figure(box.estimate)
+    fig = plots.memory_breakdown(box.estimate)
     plt.close(fig)
 
 
@@ -272,14 +288,15 @@ def test_estimate_matches_a_real_run_on_cpu(measured, method):
 @pytest.mark.slow
 def test_measurements_display_beside_estimates(measured):
     got = measured["qlora"]
-    assert got.gradient_checkpointing  # peft's QLoRA default, as in estimate()
+    assert got.gradient_checkpointing == recipe.gradient_checkpointing()  # the course's rule: on a GPU only
     assert got.trainable_params < got.params / 20
     assert "peak RSS" in repr(got) and "<table>" in got._repr_html_()
     est = memory.estimate("smollm2-135m", "qlora", max_length=SMALL["max_length"], batch=SMALL["batch"],
                           dtype=torch.float32)
     table = memory.frame([est, got])
     assert list(table["kind"]) == ["estimate", "measured"]
-    fig = memory.plot([est, got])
+    assert table.loc[1, "checkpoint_gib"] == pytest.approx(got.checkpoint_bytes / 2**30)
+    fig = plots.memory_bars([est, got])
     plt.close(fig)
 
 
@@ -292,3 +309,32 @@ def test_kv_cache_bytes_equal_the_cache_generation_keeps(tiny):
     tokens, batch = ids["input_ids"].shape[1], ids["input_ids"].shape[0]
     assert memory.kv_cache_bytes(model.config, tokens, batch, model.dtype) == kept
     assert memory.kv_cache_bytes(model.config, 2 * tokens, batch, model.dtype) == 2 * kept  # linear in the prompt
+
+
+MEMORY_MODULES = [memory, architecture, estimator, measure, published, training_time, calculator]
+
+
+def test_memory_door_keeps_the_names_the_course_calls():
+    for name in memory.__all__:
+        assert getattr(memory, name) is not None
+    assert memory.measure is measure.measure and memory.estimate is estimator.estimate
+
+
+def _public_functions(module):
+    return [obj for name, obj in vars(module).items()
+            if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__]
+
+
+@pytest.mark.parametrize("function", [f for m in MEMORY_MODULES for f in _public_functions(m)]
+                         + [plots.memory_bars, plots.memory_breakdown], ids=lambda f: f"{f.__module__}.{f.__name__}")
+def test_taught_in_a_notebook_means_the_notebook_calls_it(function):
+    """A docstring's "Taught in notebook NN" holds only where notebook NN's code cells call the function by name;
+    a function only reached through another says "Used by ... (notebook NN)" instead."""
+    name = function.__name__
+    last = inspect.getdoc(function).strip().splitlines()[-1]
+    assert "notebook" in last
+    taught = re.search(r"Taught in notebook (\d\d)", last)
+    if taught:
+        path = next(p for p in course.notebooks() if p.name.startswith(taught.group(1)))
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert re.search(rf"\b{name}\(", code), f"{path.name} does not call {name}"
