@@ -78,14 +78,16 @@ class Arch:
 
 def text_config(config):
     """The language model's part of a config (a multimodal config nests it). Used by of() and
-    memory.kv_cache_bytes (notebooks 02 and 05)."""
+    memory.kv_cache_bytes (notebooks 02 and 05).
+
+    Used by memory.kv_cache_bytes (notebook 05)."""
     return config.get_text_config() if hasattr(config, "get_text_config") else config
 
 
 def of(model) -> Arch:
     """The Arch of a preset name (sized on the meta device: nothing is downloaded), a transformers config or a model.
 
-    Used by memory.estimate and memory.epoch_time_t4 (notebook 02).
+    Used by memory.estimate (notebook 02).
     """
     from transformers import PretrainedConfig
 

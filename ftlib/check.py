@@ -31,7 +31,7 @@ EXERCISES: dict[str, Exercise] = {}
 def exercise(key: str, question: Text, hint: Text, solution: Text):
     """Register the decorated function as the checker of exercise `key`; exercises of notebook NN are "NN.name".
 
-    Used by every notebook's "Check yourself".
+    Used by check.check (notebook 00).
     """
 
     def register(accepts: Callable[[Any], bool]) -> Callable[[Any], bool]:
@@ -65,7 +65,7 @@ def _text(text: Text, lang: str) -> str:
 
 
 def check(key: str, answer: Any, lang: str = "en") -> Verdict:
-    """Check an exercise answer offline: a confirmation if right, a hint if not. Used in every notebook."""
+    """Check an exercise answer offline: a confirmation if right, a hint if not. Taught in notebook 00."""
     if key not in EXERCISES:
         raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(EXERCISES))}")
     ex = EXERCISES[key]
@@ -80,12 +80,12 @@ def check(key: str, answer: Any, lang: str = "en") -> Verdict:
 
 
 def solution(key: str, lang: str = "en") -> str:
-    """The solution of an exercise, for when you have tried. Used in every notebook."""
+    """The solution of an exercise, for when you have tried. Taught in notebook 00."""
     return _text(EXERCISES[key].solution, lang)
 
 
 def questions(prefix: str, lang: str = "en") -> str:
-    """The questions of one notebook's exercises (keys starting with `prefix`), numbered. Used in every notebook."""
+    """The questions of one notebook's exercises (keys starting with `prefix`), numbered. Taught in notebook 00."""
     found = [ex for key, ex in EXERCISES.items() if key.startswith(prefix)]
     return "\n".join(f"{i}. [{ex.key}] {_text(ex.question, lang)}" for i, ex in enumerate(found, 1))
 

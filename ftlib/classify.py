@@ -193,7 +193,7 @@ def lora_config(model, r: int = recipe.R, lora_alpha: int | None = None, lora_dr
     With SEQ_CLS, peft adds the new head ("score" or "classifier") to modules_to_save: it is trained in full
     (it starts random) and saved with the adapter. layers: adapt only the top `layers` transformer blocks
     (peft's layers_to_transform); the backward pass then stops below them, so a step costs less.
-    Taught in notebook 06.
+    Used by classify.load_classifier (notebook 06).
     """
     config = recipe.lora_config(r, lora_alpha, lora_dropout, task_type="SEQ_CLS")
     if layers is not None:
@@ -258,7 +258,10 @@ def class_weights(labels, n_classes: int | None = None) -> torch.Tensor:
 
 
 def weighted_loss(weights: torch.Tensor):
-    """A `compute_loss_func` for the Trainer: cross-entropy with one weight per class. Taught in notebook 06."""
+    """A `compute_loss_func` for the Trainer: cross-entropy with one weight per class.
+
+    Used by classify.train_classifier (notebook 06).
+    """
 
     def loss(outputs, labels, num_items_in_batch=None):
         logits = outputs["logits"].float()

@@ -63,7 +63,10 @@ KEEP = ("@tsubame.example", "0120-000-000")  # the company's own contacts (an "@
 
 
 def is_kept(value: str, keep: tuple[str, ...] = KEEP) -> bool:
-    """True when `value` is one of the `keep` contacts, or an address of a kept "@domain". Taught in notebook 01."""
+    """True when `value` is one of the `keep` contacts, or an address of a kept "@domain".
+
+    Used by data.clean (notebook 01).
+    """
     return any(value == k or (k.startswith("@") and value.endswith(k)) for k in keep)
 
 
@@ -75,7 +78,7 @@ def normalize_width(text: str) -> str:
     full-width, by NFKC applied to those runs only: Japanese punctuation such as ？！（） keeps its form.
 
     Plain NFKC would also turn every ？ and （ of a Japanese answer into ASCII and teach the model that
-    style. Taught in notebook 01.
+    style. Used by data.clean (notebook 01).
     """
     return WIDE.sub(lambda m: unicodedata.normalize("NFKC", m.group(0)), text)
 
@@ -85,7 +88,7 @@ def normalize(text: str) -> str:
     ideographic spaces inside a line to one space.
 
     Line breaks, blank lines and each line's leading indentation stay (code and paragraphs survive; the
-    first line's indentation goes with the trim). Taught in notebook 01.
+    first line's indentation goes with the trim). Used by data.clean (notebook 01).
     """
     lines = (re.sub(r"(?<=[^ \t\u3000])[ \t\u3000]+", " ", line).rstrip(" \t\u3000")
              for line in re.split(r"\r?\n", text))
@@ -95,7 +98,7 @@ def normalize(text: str) -> str:
 def strip_html(text: str) -> str:
     """Remove HTML tags (a <br> or a paragraph end becomes a line break) and unescape entities.
 
-    Taught in notebook 01.
+    Used by data.clean (notebook 01).
     """
     if not TAG.search(text) and "&" not in text:
         return text
@@ -108,7 +111,7 @@ def mask_pii(text: str, keep: tuple[str, ...] = KEEP,
     """Replace e-mail addresses, phone numbers and card-like numbers by <EMAIL>, <PHONE>, <CARD>.
 
     Values in `keep` (the company's own contacts, see is_kept) stay. Prices, dates and order numbers are not
-    touched. `kinds` picks what to mask. Returns the text and a count per kind. Taught in notebook 01.
+    touched. `kinds` picks what to mask. Returns the text and a count per kind. Used by data.clean (notebook 01).
     """
     found: Counter = Counter()
 
@@ -472,7 +475,7 @@ def token_stats(dataset, tokenizer, max_length: int = 512) -> pd.DataFrame:
 def quality_table(df: pd.DataFrame, by: str = "intent") -> pd.DataFrame:
     """Rows per `by` and language, with each one's share: the balance check of notebook 01.
 
-    Taught in notebook 01.
+    Used by data.quality_report (notebook 01).
     """
     table = pd.crosstab(df[by], df["lang"], margins=True, margins_name="total")
     table["share"] = (table["total"] / table.loc["total", "total"]).round(3)
@@ -534,7 +537,7 @@ GENERAL_SET = env.ROOT / "data" / "general_knowledge.jsonl"
 
 def facts_for(dataset, lang: str = "en") -> list[list[str]]:
     """The fact-sheet facts each row's answer must contain, looked up in data/support_qa.jsonl by the row's
-    question (or, when cleaning masked it, by its reference answer). Taught in notebook 03.
+    question (or, when cleaning masked it, by its reference answer). Used by data.facts_of (notebook 03).
     """
     qa = load_records(QA_PAIRS, QA)
     by_question = dict(zip(qa[f"question_{lang}"].map(dedup_key), qa[f"facts_{lang}"], strict=True))
@@ -573,8 +576,7 @@ def prepare(lang: str = "en", seed: int = 0, val: float = 0.1, test: float = 0.1
 def course_dataset(lang: str = "en", seed: int = 0):
     """The course's formatted splits: from runs/01_dataset_<lang> if notebook 01 saved them, else rebuilt.
 
-    Another seed has its own copy, runs/01_dataset_<lang>_seed<seed>. Taught in notebook 01, used from
-    notebook 02 on.
+    Another seed has its own copy, runs/01_dataset_<lang>_seed<seed>. Taught in notebook 01.
     """
     from datasets import load_from_disk
 

@@ -23,7 +23,7 @@ LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets",
 
 
 def platform() -> str:
-    """'colab', 'kaggle' or 'local'. Taught in notebook 00."""
+    """'colab', 'kaggle' or 'local'. Used by env.report (notebook 00)."""
     if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
         return "colab"
     if "KAGGLE_KERNEL_RUN_TYPE" in os.environ:
@@ -71,7 +71,7 @@ def compute_dtype(dev: str | None = None) -> tuple[torch.dtype, str]:
 def trainer_precision(dev: str | None = None) -> dict[str, bool]:
     """The TrainingArguments flags that match compute_dtype(): bf16 on Ampere+, fp16 on a T4, neither on a CPU.
 
-    Both flags are always given: TRL's SFTConfig turns bf16 on by default. Taught in notebook 00.
+    Both flags are always given: TRL's SFTConfig turns bf16 on by default. Used by recipe.trainer_basics (notebook 03).
     """
     dtype, _ = compute_dtype(dev)
     return {"bf16": dtype == torch.bfloat16, "fp16": dtype == torch.float16}
@@ -108,7 +108,7 @@ def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
 def is_offline() -> bool:
     """True when the Hugging Face Hub cannot be used: HF_HUB_OFFLINE=1 or no connection.
 
-    Taught in notebook 00.
+    Used by env.report (notebook 00).
     """
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
         return True

@@ -82,7 +82,9 @@ def kv_cache_bytes(config, tokens: int, batch: int = 1, dtype: str | torch.dtype
 
 def gib_text(n: float | None) -> str:
     """'1.23 GiB', or '45.6 MiB' under a tenth of a GiB, or '-' for None. Used by the tables of memory.estimate
-    and memory.measure (notebook 02)."""
+    and memory.measure (notebook 02).
+
+    Used by memory.estimate (notebook 02)."""
     return "-" if n is None else f"{n / GIB:,.2f} GiB" if n >= GIB / 10 else f"{n / 2**20:,.1f} MiB"
 
 

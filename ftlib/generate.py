@@ -94,7 +94,7 @@ class _Clock(BaseStreamer):
 def as_messages(prompt, system: str | None = None) -> list[dict]:
     """A question string, or a list of chat messages, as chat messages (with an optional system message).
 
-    Taught in notebook 03.
+    Used by generate.generate (notebook 00).
     """
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if system and messages[0]["role"] != "system":

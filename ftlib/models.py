@@ -146,7 +146,7 @@ LOCAL_BUILDERS = {"smollm2-135m": _convert_smollm2, "tiny-random": _build_tiny_r
 
 
 def local_path(name: str) -> Path:
-    """The folder of a local preset, built or converted on first use. Taught in notebook 00."""
+    """The folder of a local preset, built or converted on first use. Used by models.load (notebook 00)."""
     if name not in LOCAL_BUILDERS:
         raise ModelLoadError(f"{name!r} is not a local preset; local presets: {', '.join(LOCAL_BUILDERS)}")
     return _build_once(name, LOCAL_BUILDERS[name])
@@ -155,7 +155,7 @@ def local_path(name: str) -> Path:
 def quantization_config(kind: str | None, compute_dtype: torch.dtype):
     """bitsandbytes settings: "4bit" is QLoRA's NF4 with double quantization; "8bit" is LLM.int8().
 
-    Taught in notebook 02.
+    Used by recipe.bnb_config (notebook 03).
     """
     if kind is None:
         return None
@@ -177,7 +177,7 @@ def set_pad_token(tokenizer, model=None) -> str:
 
     With pad == EOS, the collator masks every EOS out of the loss together with the padding, and
     the tuned model never learns to stop. An existing spare special token is preferred; only if
-    there is none is a new one added (and the embeddings resized). Taught in notebook 00.
+    there is none is a new one added (and the embeddings resized). Used by models.load (notebook 00).
     """
     eos = tokenizer.eos_token_id
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == eos:

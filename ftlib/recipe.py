@@ -41,7 +41,7 @@ def gradient_checkpointing(device: str | None = None) -> bool:
     """Whether the course recomputes activations in backward: on a GPU yes (memory is what a T4 lacks), on a CPU no
     (memory is plentiful and recomputing costs a third more time). Estimate, measure and train all ask here.
 
-    Taught in notebook 02.
+    Used by memory.estimate (notebook 02).
     """
     return (device or env.device()) == "cuda"
 

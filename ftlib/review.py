@@ -31,7 +31,7 @@ BUTTONS = {"left": "Answer 1 is better", "right": "Answer 2 is better", "tie": "
 def read_ratings(path: str | Path) -> pd.DataFrame:
     """All rows of a ratings CSV as text (an empty file gives no rows); a file without the rating columns is an error.
 
-    Taught in notebook 04.
+    Used by review.win_rate (notebook 04).
     """
     if Path(path).stat().st_size == 0:
         return pd.DataFrame(columns=COLUMNS, dtype=str)

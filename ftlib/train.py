@@ -221,7 +221,7 @@ class TrainResult:
 def history_frame(log_history: list[dict]) -> pd.DataFrame:
     """Trainer's log history as one row per step: train_loss, eval_loss (NaN where not logged).
 
-    Taught in notebook 03.
+    Used by train.train (notebook 03).
     """
     rows: dict[int, dict] = {}
     for entry in log_history:
@@ -239,7 +239,7 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
     The Trainer writes trainer_state.json last, so a folder without it was cut off mid-save (a Colab
     disconnect during a checkpoint); it is skipped with a warning instead of crashing the resume.
-    Taught in notebook 03.
+    Used by train.train (notebook 03).
     """
     from transformers.trainer_utils import sort_checkpoints
 
@@ -285,7 +285,7 @@ def dataset_for(data_file: str | Path | None = None, lang: str = "en", seed: int
 def model_name(model: str = "auto", lang: str = "en") -> str:
     """The model a run uses: a hub id as given, a preset by name, "auto" decided for this machine and language.
 
-    Taught in notebook 03.
+    Taught in notebook 08.
     """
     return model if "/" in model else models.resolve(model, lang).name
 
