@@ -8,7 +8,7 @@ Module map, in the order the notebooks meet them (lower layers first; a module i
 | models | presets, load (4/8/16-bit, fp32), pad token, padding side | 00 |
 | readers | reading CSV/TSV/JSON/JSONL/Parquet, DataFrames and Datasets with located errors | 01, 08 |
 | data | clean (opt-in rules, every row counted), split (leak-free), to_dataset, from_file, the course data | 01, 08 |
-| recipe | the defaults and the three configs (BitsAndBytesConfig, LoraConfig, SFTConfig), trainer_basics, prepare | 03 |
+| recipe | defaults, the three configs (BitsAndBytesConfig, LoraConfig, SFTConfig), trainer_basics, prepare | 03 |
 | architecture | what a model is made of, read off its config on the meta device | 02 |
 | estimator | the memory estimate, component by component; the T4 table | 02 |
 | train | train() on TRL's SFTTrainer: length buckets, tokens counted, checkpoints, resume, live loss, CLI | 03 |
@@ -16,7 +16,7 @@ Module map, in the order the notebooks meet them (lower layers first; a module i
 | published, training_time, calculator | published figures, epoch time from FLOPs, the memory widget | 02 |
 | memory | the one door notebook 02 calls: re-exports estimator, measure, published, training_time, calculator | 02 |
 | generate | batched generation (left padding), streaming, speed | 00, 04 |
-| metrics | fact scores, classification, text metrics (Japanese-aware), perplexity, report card, intervals | 03, 04, 08 |
+| metrics | fact scores, classification, text metrics (Japanese-aware), perplexity, report card, intervals | 03-08 |
 | review | the blind side-by-side rating widget, win rate, agreement | 04 |
 | retrieval | TF-IDF retrieval for RAG (Japanese by dictionary words), recall@k | 05 |
 | classify | a classification head + LoRA with the Trainer, the chat model as a classifier | 06 |

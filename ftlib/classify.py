@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from ftlib import data, env, metrics, models, recipe, train
+from ftlib import data, env, generate, metrics, models, recipe, train
 
 INTENTS = data.INTENTS
 UNKNOWN = "unknown"
@@ -492,8 +492,6 @@ def ask_labels(model, tokenizer, texts: list[str], lang: str = "en", shots: Sequ
 
     labels / descriptions: as in label_prompt (default: the course's intents, described). Taught in notebook 06.
     """
-    from ftlib import generate
-
     if isinstance(texts, str) or not len(texts):
         raise ValueError("texts must be a non-empty list of messages")
     prompts = [label_prompt(text, lang, shots, labels=labels, descriptions=descriptions) for text in texts]

@@ -12,7 +12,6 @@ read_file, clean (no text changes by default), split (random, leak-free) and to_
 from __future__ import annotations
 
 import html
-import io
 import itertools
 import math
 import re
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftlib import env, recipe
+from ftlib import env, plots, recipe
 from ftlib.readers import LINE, DataError, Schema, load_records, read_file  # noqa: F401 (re-exported: data.DataError)
 
 INTENTS = (
@@ -497,18 +496,7 @@ class QualityReport:
                 f"{self.imbalance:.2f}\n{self.counts.to_string()}\n\n{self.lengths.to_string()}")
 
     def _repr_html_(self) -> str:
-        import base64
-
-        import matplotlib.pyplot as plt
-
-        from ftlib import plots
-
-        images = []
-        for fig in (plots.balance(self.frame), plots.lengths(self.frame)):
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=80)
-            plt.close(fig)
-            images.append(f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>")
+        images = [plots.png_html(fig) for fig in (plots.balance(self.frame), plots.lengths(self.frame))]
         mix = ", ".join(f"{lang}: {share:.0%}" for lang, share in self.languages.items())
         return (f"<h4>{len(self.frame)} rows · languages {mix} · largest/smallest intent {self.imbalance:.2f}</h4>"
                 f"<div style='display:flex;gap:2em'>{self.counts.to_html()}{self.lengths.to_html()}</div>"

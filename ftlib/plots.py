@@ -18,6 +18,34 @@ def _figure(width: float = 7, height: float = 3.2):
     return fig, ax
 
 
+def loss_curve(ax, train: list[tuple[int, float]], validation: list[tuple[int, float]], title: str = "loss",
+               max_steps: int = 0):
+    """Draw training and validation loss (step, loss) on `ax`, cleared first: the live plot redraws in place.
+
+    Used by train.LiveLoss (notebook 03).
+    """
+    ax.clear()
+    for points, label, style in [(train, "train", "-"), (validation, "validation", "o-")]:
+        if points:
+            ax.plot(*zip(*points, strict=True), style, label=label)
+    ax.set(xlabel="step", ylabel="loss", title=title, xlim=(0, max(max_steps, 1)))
+    ax.legend()
+
+
+def png_html(fig, dpi: int = 80) -> str:
+    """A figure as an inline <img> (for the HTML a result shows in Jupyter); the figure is closed.
+
+    Used by data.quality_report (notebook 01).
+    """
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    return f"<img src='data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}'>"
+
+
 def balance(df: pd.DataFrame, by: str = "intent", hue: str = "lang", title: str = "Rows per intent"):
     """Horizontal bars of rows per `by`, one colour per `hue` (language): is the data balanced?
 

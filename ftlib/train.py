@@ -22,12 +22,13 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
-from ftlib import data, env, models, recipe
+from ftlib import data, env, models, plots, recipe
 
 
 def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
@@ -160,19 +161,12 @@ class LiveLoss(TrainerCallback):
             self._draw(state.max_steps)
 
     def _draw(self, max_steps: int) -> None:
-        import matplotlib.pyplot as plt
-        from IPython.display import display
+        from IPython.display import display  # IPython is there when _in_notebook() is true
 
         if self.fig is None:
             self.fig, self.ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
             plt.close(self.fig)  # shown through the display handle only
-        ax = self.ax
-        ax.clear()
-        for points, label, style in [(self.train, "train", "-"), (self.val, "validation", "o-")]:
-            if points:
-                ax.plot(*zip(*points, strict=True), style, label=label)
-        ax.set(xlabel="step", ylabel="loss", title=self.title, xlim=(0, max(max_steps, 1)))
-        ax.legend()
+        plots.loss_curve(self.ax, self.train, self.val, self.title, max_steps)
         if self.handle is None:
             self.handle = display(self.fig, display_id=True)
         else:
