@@ -76,11 +76,6 @@ class MergeCheck:
         return self.frame().to_html()
 
 
-def is_quantized(model) -> bool:
-    """True for a model loaded in 4 or 8 bits through bitsandbytes. Taught in notebook 07."""
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
-
-
 def reload(folder: str | Path, quantization: str | None = None):
     """Load a saved model folder back as (model, tokenizer): in the compute dtype, or in "4bit" / "8bit".
 
@@ -104,7 +99,7 @@ def load_base(source: str | Path, quantization: str | None = None):
     """A preset name, a hub id or a saved folder as (model, tokenizer); unquantized unless asked.
 
     Unquantized means the compute dtype: fp32 on a CPU, fp16 on a T4, bf16 on Ampere or newer.
-    Taught in notebook 07.
+    Used by export.merge (notebook 07).
     """
     if Path(source).is_dir():
         return reload(source, quantization)
@@ -134,7 +129,7 @@ def merge(base, adapter: str | Path, probes: list | None = None, max_new_tokens:
         model, tokenizer = load_base(base)
     else:
         model, tokenizer = base if isinstance(base, tuple) else (base, None)
-        if is_quantized(model):
+        if models.is_quantized(model):
             name = model.config.name_or_path
             if not reload_quantized:
                 raise QuantizedBaseError(
@@ -173,7 +168,7 @@ def model_card(card: dict, title: str) -> str:
     """A model card (README.md) in markdown: Hub metadata, then one section per entry of `card`.
 
     card: e.g. {"base_model": hub id, "adapter": path, "data": text, "training": {...}, "metrics": {...}}; dicts
-    become tables, lists become bullets. Taught in notebook 07.
+    become tables, lists become bullets. Used by export.save (notebook 07).
     """
     from huggingface_hub import ModelCardData
 
@@ -203,7 +198,7 @@ def save(model, tokenizer, folder: str | Path, card: dict | None = None) -> Path
 
 
 def folder_mb(folder: str | Path) -> float:
-    """The size of every file under a folder, in MB (2**20 bytes). Taught in notebook 07."""
+    """The size of every file under a folder, in MB (2**20 bytes). Used by export.sizes (notebook 07)."""
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / MB
 
 
@@ -245,14 +240,14 @@ def load_adapters(model, adapters: dict[str, str | Path]):
 
 
 def adapter_names(model) -> list[str]:
-    """The names of the adapters loaded on a model ([] for a plain model). Taught in notebook 07."""
+    """The names of the adapters loaded on a model ([] for a plain model). Used by export.side_by_side (notebook 07)."""
     return list(getattr(model, "peft_config", {}))
 
 
 def answer_with(model, tokenizer, prompts: list, adapter: str | None = None, **kwargs) -> generate.Generations:
     """Answer with one named adapter (set_adapter), or with the base (adapter None or "base": disable_adapter).
 
-    kwargs go to generate.generate (max_new_tokens, ...). Taught in notebook 07.
+    kwargs go to generate.generate (max_new_tokens, ...). Used by export.side_by_side (notebook 07).
     """
     if adapter in (None, BASE):
         context = model.disable_adapter() if adapter_names(model) else nullcontext()

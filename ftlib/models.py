@@ -152,6 +152,11 @@ def local_path(name: str) -> Path:
     return _build_once(name, LOCAL_BUILDERS[name])
 
 
+def is_quantized(model) -> bool:
+    """Whether the model was loaded in 4 or 8 bits through bitsandbytes. Used by recipe.prepare (notebook 03)."""
+    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+
+
 def quantization_config(kind: str | None, compute_dtype: torch.dtype):
     """bitsandbytes settings: "4bit" is QLoRA's NF4 with double quantization; "8bit" is LLM.int8().
 

@@ -22,7 +22,7 @@ def loss_curve(ax, train: list[tuple[int, float]], validation: list[tuple[int, f
                max_steps: int = 0):
     """Draw training and validation loss (step, loss) on `ax`, cleared first: the live plot redraws in place.
 
-    Used by train.LiveLoss (notebook 03).
+    Used by train.train (notebook 03).
     """
     ax.clear()
     for points, label, style in [(train, "train", "-"), (validation, "validation", "o-")]:

@@ -142,16 +142,11 @@ def fp32_trainables(model) -> None:
     """Store the trainable parameters (LoRA matrices, a new head) in fp32, whatever dtype the frozen base has.
 
     TRL stores QLoRA adapters in bf16 (the paper's choice); a T4 or a CPU has no fast bf16, and fp16 weights
-    would lose small updates, so the course keeps them fp32. Used by prepare (notebook 03).
+    would lose small updates, so the course keeps them fp32. Used by recipe.prepare (notebook 03).
     """
     for param in model.parameters():
         if param.requires_grad:
             param.data = param.data.float()
-
-
-def quantized(model) -> bool:
-    """Whether the model was loaded in 4 or 8 bits (bitsandbytes). Used by prepare (notebook 03)."""
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
 
 
 def prepare(model="auto", method: str = "qlora", lora=None, *, quantization=None, lang: str = "en"):
@@ -175,10 +170,10 @@ def prepare(model="auto", method: str = "qlora", lora=None, *, quantization=None
             quantization = quantization or bnb_config()
         net, tokenizer = models.load(model, quantization=quantization, lang=lang,
                                      dtype=torch.float32 if method == "full" else "auto")
-    if method == "qlora" and not quantized(net):
+    if method == "qlora" and not models.is_quantized(net):
         raise ValueError("qlora needs a model loaded in 4 bits: models.load(name, quantization=recipe.bnb_config())")
     net.config.use_cache = False  # the KV cache is for generation; in training it only holds memory
-    if quantized(net):  # freeze the base, upcast norms and embeddings to fp32 for stable training
+    if models.is_quantized(net):  # freeze the base, upcast norms and embeddings to fp32 for stable training
         net = prepare_model_for_kbit_training(net, use_gradient_checkpointing=False)
     if method != "full":
         net = get_peft_model(net, lora or lora_config())

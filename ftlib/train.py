@@ -90,7 +90,7 @@ class CourseSFTTrainer(SFTTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.tokens = self.real = 0
-        if recipe.quantized(self.model) and not self.args.bf16:  # TRL casts a 4-bit model's adapters to bf16
+        if models.is_quantized(self.model) and not self.args.bf16:  # TRL casts a 4-bit model's adapters to bf16
             recipe.fp32_trainables(self.model)  # keep them fp32, as recipe.prepare made them
 
     def _get_train_sampler(self, train_dataset=None):

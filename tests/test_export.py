@@ -44,7 +44,7 @@ def test_merge_matches_base_plus_adapter(tiny, adapters):
 
 def test_qlora_adapter_merges_into_the_unquantized_base(adapters):
     merged, _, check = export.merge("tiny-random", adapters["qlora"])
-    assert check.passed and not export.is_quantized(merged) and merged.dtype == torch.float32
+    assert check.passed and not models.is_quantized(merged) and merged.dtype == torch.float32
     assert type(merged.model.layers[0].self_attn.q_proj) is torch.nn.Linear
 
 
@@ -54,7 +54,7 @@ def test_merge_refuses_a_4bit_base_unless_told_to_reload(adapters):
         export.merge(four_bit, adapters["qlora"])
     with pytest.warns(UserWarning, match="reloaded unquantized"):
         merged, _, check = export.merge(four_bit, adapters["qlora"], reload_quantized=True)
-    assert check.passed and not export.is_quantized(merged)
+    assert check.passed and not models.is_quantized(merged)
 
 
 def test_save_reload_keeps_outputs_template_and_card(adapters, tmp_path):

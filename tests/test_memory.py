@@ -6,17 +6,14 @@ The slow tests train a few real steps of SmolLM2-135M (full, LoRA, QLoRA) with t
 
 import inspect
 import math
-import re
 
 import matplotlib.pyplot as plt
-import nbformat
 import pytest
 import torch
 
 from ftlib import (
     architecture,
     calculator,
-    course,
     estimator,
     measure,
     memory,
@@ -323,18 +320,3 @@ def test_memory_door_keeps_the_names_the_course_calls():
 def _public_functions(module):
     return [obj for name, obj in vars(module).items()
             if not name.startswith("_") and inspect.isfunction(obj) and obj.__module__ == module.__name__]
-
-
-@pytest.mark.parametrize("function", [f for m in MEMORY_MODULES for f in _public_functions(m)]
-                         + [plots.memory_bars, plots.memory_breakdown], ids=lambda f: f"{f.__module__}.{f.__name__}")
-def test_taught_in_a_notebook_means_the_notebook_calls_it(function):
-    """A docstring's "Taught in notebook NN" holds only where notebook NN's code cells call the function by name;
-    a function only reached through another says "Used by ... (notebook NN)" instead."""
-    name = function.__name__
-    last = inspect.getdoc(function).strip().splitlines()[-1]
-    assert "notebook" in last
-    taught = re.search(r"Taught in notebook (\d\d)", last)
-    if taught:
-        path = next(p for p in course.notebooks() if p.name.startswith(taught.group(1)))
-        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
-        assert re.search(rf"\b{name}\(", code), f"{path.name} does not call {name}"
