@@ -25,7 +25,7 @@ def _norm(text: str) -> str:
 def fact_hits(answer: str, facts: list[str]) -> int:
     """How many of the required facts an answer contains (after NFKC, case folding and space normalisation).
 
-    Taught in notebook 03.
+    Taught in notebook 05 (notebook 03 scores through row_scores).
     """
     answer = _norm(answer)
     return sum(_norm(fact) in answer for fact in facts)
@@ -34,7 +34,7 @@ def fact_hits(answer: str, facts: list[str]) -> int:
 def fact_hit_rate(answers: list[str], facts: list[list[str]]) -> float:
     """The share of all required facts found in their answers: the course's headline task metric.
 
-    Taught in notebook 03.
+    Taught in notebook 05.
     """
     total = sum(len(f) for f in facts)
     if not total:
@@ -54,7 +54,7 @@ def accuracy(y_true, y_pred) -> float:
 def macro_f1(y_true, y_pred, labels=None) -> float:
     """F1 averaged over labels with equal weight, so rare labels count as much as common ones.
 
-    A label never predicted and never true scores 0. Taught in notebook 04.
+    A label never predicted and never true scores 0. Used by classify.train_classifier (notebook 06).
     """
     from sklearn.metrics import f1_score
 
@@ -64,7 +64,7 @@ def macro_f1(y_true, y_pred, labels=None) -> float:
 def per_class(y_true, y_pred, labels=None) -> pd.DataFrame:
     """Precision, recall, F1 and support of each label (all labels seen, or `labels` in that order).
 
-    Taught in notebook 04.
+    Taught in notebook 06.
     """
     from sklearn.metrics import classification_report
     from sklearn.utils.multiclass import unique_labels
@@ -78,7 +78,7 @@ def per_class(y_true, y_pred, labels=None) -> pd.DataFrame:
 def confusion(y_true, y_pred, labels=None) -> pd.DataFrame:
     """The confusion matrix as a table: one row per true label, one column per predicted label.
 
-    Taught in notebook 04.
+    Taught in notebook 06 (drawn there by plots.confusion).
     """
     from sklearn.metrics import confusion_matrix
     from sklearn.utils.multiclass import unique_labels
@@ -110,7 +110,7 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
     """The share of predictions equal to their reference after normalisation (0-1).
 
     Both sides are NFKC-normalised (full-width ！？ become !?), case folded, with runs of whitespace
-    collapsed and trailing sentence punctuation (. ! ? 。) stripped. Taught in notebook 04.
+    collapsed and trailing sentence punctuation (. ! ? 。) stripped. Used by metrics.score (notebook 04).
     """
     _check(predictions, references)
 
@@ -125,7 +125,7 @@ def rouge_l(predictions: list[str], references: list[str], lang: str = "en") -> 
 
     "en" uses rouge-score's own tokenizer (lower case, [a-z0-9] words). "ja" compares characters:
     Japanese has no spaces between words, and rouge-score's tokenizer drops every non-Latin character,
-    so Japanese would score 0 (or 1 when only a shared number survives). Taught in notebook 04.
+    so Japanese would score 0 (or 1 when only a shared number survives). Used by metrics.score (notebook 04).
     """
     from rouge_score import rouge_scorer  # imports nltk: seconds, so only when needed
 
@@ -138,7 +138,7 @@ def rouge_l(predictions: list[str], references: list[str], lang: str = "en") -> 
 def chrf(predictions: list[str], references: list[str]) -> float:
     """Corpus chrF of sacrebleu (0-100): F-score of character n-grams, so it needs no `lang`.
 
-    Taught in notebook 04.
+    Taught in notebook 05.
     """
     import sacrebleu
 
@@ -150,7 +150,7 @@ def bleu(predictions: list[str], references: list[str], lang: str = "en") -> flo
     """Corpus BLEU of sacrebleu (0-100): "en" with its standard 13a tokenizer, "ja" on characters.
 
     Character BLEU needs no word segmenter ("ja-mecab" would need MeCab and its dictionary). Scores
-    are comparable only under the same tokenizer. Taught in notebook 04.
+    are comparable only under the same tokenizer. Used by metrics.score (notebook 04).
     """
     import sacrebleu
 
@@ -161,7 +161,7 @@ def bleu(predictions: list[str], references: list[str], lang: str = "en") -> flo
 def generation_scores(predictions: list[str], references: list[str], lang: str = "en") -> dict[str, float]:
     """All four text metrics: exact_match and rouge_l as shares (0-1), chrf and bleu on sacrebleu's 0-100.
 
-    Taught in notebook 04.
+    Used by metrics.score (notebook 04).
     """
     return {"exact_match": exact_match(predictions, references), "rouge_l": rouge_l(predictions, references, lang),
             "chrf": chrf(predictions, references), "bleu": bleu(predictions, references, lang)}
@@ -257,7 +257,7 @@ def chat_pairs(rows, tokenizer) -> tuple[list[str], list[str]]:
 
     The prompt is the prompt messages with the assistant header (add_generation_prompt=True); the text is
     the rest of the whole conversation: the answer and its end-of-turn token, as completion-only training
-    sees it. Taught in notebook 04.
+    sees it. Used by metrics.score (notebook 04).
     """
     prompts, texts = [], []
     for row in rows:
@@ -341,53 +341,69 @@ HIGHER_IS_BETTER = {"fact hit rate": True, "exact match": True, "ROUGE-L": True,
                     "tokens/s": True, "latency p50 s": False, "latency p95 s": False}
 
 
+NO_FACTS = ("no facts in this data (no facts column): the task is scored by the text metrics alone "
+            "(exact match, ROUGE-L, chrF, BLEU against the reference answers)")
+
+
 @dataclass(repr=False)
 class Scores:
-    """One model's results on the course data: `metrics` (name -> value) and `answers` (one row per question)."""
+    """One model's results: `metrics` (name -> value), `answers` (one row per question) and `note`, which says
+    how the task was scored when it was not by facts (NO_FACTS), else "".
+    """
 
     name: str
     metrics: dict[str, float]
     answers: pd.DataFrame
+    note: str = ""
 
     def __repr__(self) -> str:
-        return f"{self.name}: " + ", ".join(f"{k} {v:.3g}" for k, v in self.metrics.items())
+        return f"{self.name}: " + ", ".join(f"{k} {v:.3g}" for k, v in self.metrics.items()) + (
+            f" ({self.note})" if self.note else "")
 
 
-def answer_table(questions: list[str], answers: list[str], references: list[str], facts: list[list[str]],
-                 intents: list[str], lang: str = "en") -> pd.DataFrame:
+def answer_table(questions: list[str], answers: list[str], references: list[str],
+                 facts: list[list[str]] | None = None, intents: list[str] | None = None,
+                 lang: str = "en") -> pd.DataFrame:
     """One row per answer: question, intent, reference, answer, required facts, share of them found, chrF.
 
-    The per-answer chrF is sacrebleu's sentence chrF. Taught in notebook 04.
+    The per-answer chrF is sacrebleu's sentence chrF. Without `facts` (data without facts) the two fact
+    columns are left out, without `intents` (your own data) the intent column. Used by metrics.score (notebook 04).
     """
     import sacrebleu
 
-    return pd.DataFrame({
-        "question": questions, "intent": intents, "reference": references, "answer": answers,
-        "facts": [" / ".join(f) for f in facts],
-        "fact share": [fact_hits(a, f) / len(f) if f else float("nan") for a, f in zip(answers, facts, strict=True)],
-        "chrF": [sacrebleu.sentence_chrf(a, [r]).score for a, r in zip(answers, references, strict=True)],
-    })
+    table = pd.DataFrame({"question": questions, "reference": references, "answer": answers})
+    if intents is not None:
+        table.insert(1, "intent", list(intents))
+    if facts is not None:
+        table["facts"] = [" / ".join(f) for f in facts]
+        table["fact share"] = [fact_hits(a, f) / len(f) if f else float("nan")
+                               for a, f in zip(answers, facts, strict=True)]
+    table["chrF"] = [sacrebleu.sentence_chrf(a, [r]).score for a, r in zip(answers, references, strict=True)]
+    return table
 
 
 def score(model, tokenizer, test, lang: str = "en", name: str = "model", validation=None, general=None,
           max_new_tokens: int = 48, batch_size: int = 8, system: str | None = None) -> Scores:
-    """Score one model on the course data: task metrics on `test`, perplexities, general ability and speed.
+    """Score one model: task metrics on `test`, perplexities, general ability and speed.
 
-    test / validation: prompt/completion rows (data.course_dataset splits); general: data.general_dataset rows.
-    Task metrics compare the greedy answers with the references and the fact sheet; validation perplexity
-    scores the reference answers given their questions; general accuracy counts answers that contain an
-    accepted answer. Taught in notebook 04.
+    test / validation: prompt/completion rows (data.course_dataset or data.from_file splits); general:
+    data.general_dataset rows. Task metrics compare the greedy answers with the references (exact match,
+    ROUGE-L, chrF, BLEU) and, where the rows have facts (data.facts_of: a `facts` column, or the course's
+    fact sheet), count the facts found ("fact hit rate"); without facts that metric is left out and
+    `note` says so (NO_FACTS). Validation perplexity scores the reference answers given their questions;
+    general accuracy counts answers that contain an accepted answer. Taught in notebook 04.
     """
     from ftlib import data, generate
 
     out = generate.generate(model, tokenizer, [row["prompt"] for row in test], max_new_tokens, batch_size, system)
     references = [row["completion"][0]["content"] for row in test]
-    facts = data.facts_for(test, lang)
+    facts = data.facts_of(test, lang)
+    intents = list(test["intent"]) if "intent" in test.column_names else None
     answers = answer_table([row["prompt"][-1]["content"] for row in test], out.texts, references, facts,
-                           list(test["intent"]), lang)
-    metrics = {"fact hit rate": fact_hit_rate(out.texts, facts) if any(facts) else float("nan"),
-               **dict(zip(["exact match", "ROUGE-L", "chrF", "BLEU"],
-                          generation_scores(out.texts, references, lang).values(), strict=True))}
+                           intents, lang)
+    metrics = {"fact hit rate": fact_hit_rate(out.texts, facts)} if facts else {}
+    metrics |= dict(zip(["exact match", "ROUGE-L", "chrF", "BLEU"],
+                        generation_scores(out.texts, references, lang).values(), strict=True))
     if validation is not None:
         prompts, texts = chat_pairs(validation, tokenizer)
         metrics["validation perplexity"] = perplexity(model, tokenizer, texts, prompts).value
@@ -398,26 +414,31 @@ def score(model, tokenizer, test, lang: str = "en", name: str = "model", validat
         right = [fact_hits(answer, row["accept"]) > 0 for answer, row in zip(said, general, strict=True)]
         metrics["general accuracy"] = sum(right) / len(right)
     metrics |= {"tokens/s": out.tokens_per_second, "latency p50 s": out.latency(50), "latency p95 s": out.latency(95)}
-    return Scores(name, metrics, answers)
+    return Scores(name, metrics, answers, "" if facts else NO_FACTS)
 
 
 @dataclass(repr=False)
 class ReportCard:
-    """Models side by side: `frame` (one row per metric, one column per model, and the change) and `figure`."""
+    """Models side by side: `frame` (one row per metric, one column per model, and the change), `figure`, and
+    `note`: how the task was scored when not by facts (NO_FACTS), else "".
+    """
 
     frame: pd.DataFrame
     figure: object
+    note: str = ""
 
     def _repr_html_(self) -> str:
-        return self.frame.style.format(precision=3, na_rep="")._repr_html_()
+        note = f"<p>{self.note}</p>" if self.note else ""
+        return self.frame.style.format(precision=3, na_rep="")._repr_html_() + note
 
     def __repr__(self) -> str:
-        return self.frame.round(3).to_string()
+        return self.frame.round(3).to_string() + (f"\n{self.note}" if self.note else "")
 
 
 def report_card(base: Scores, tuned: Scores, *others: Scores) -> ReportCard:
     """Compare models metric by metric: one DataFrame (with the change from the first model and whether it
-    is better) and one chart (each model's value relative to the first's). Taught in notebook 04.
+    is better) and one chart (each model's value relative to the first's). Data without facts has no fact
+    hit rate: the card compares the text metrics and its `note` says so (NO_FACTS). Taught in notebook 04.
     """
     from ftlib import plots
 
@@ -428,7 +449,8 @@ def report_card(base: Scores, tuned: Scores, *others: Scores) -> ReportCard:
     higher = frame.index.map(lambda m: HIGHER_IS_BETTER.get(m, True))
     frame["better"] = [("yes" if (c > 0) == h else "no") if c == c and c != 0 else "same"
                        for c, h in zip(frame["change"], higher, strict=True)]
-    return ReportCard(frame, plots.report_card(frame[[s.name for s in runs]], higher))
+    note = "" if "fact hit rate" in frame.index else NO_FACTS
+    return ReportCard(frame, plots.report_card(frame[[s.name for s in runs]], higher), note)
 
 
 # --- overfitting ---------------------------------------------------------------------------------------
@@ -448,9 +470,9 @@ def loss_gap(history: pd.DataFrame) -> pd.DataFrame:
 def memorisation(seen: Scores, unseen: Scores) -> pd.DataFrame:
     """The same metrics on questions the model was trained on (`seen`) and on held-out ones (`unseen`), from
     `score`: a model that recites its training answers but fails on new questions has memorised rather than
-    learned. Taught in notebook 04.
+    learned. Data without facts compares ROUGE-L and chrF alone. Taught in notebook 04.
     """
-    columns = ["fact hit rate", "ROUGE-L", "chrF"]
+    columns = [m for m in ("fact hit rate", "ROUGE-L", "chrF") if m in seen.metrics and m in unseen.metrics]
     frame = pd.DataFrame({"training questions": seen.metrics, "held-out questions": unseen.metrics}).T[columns]
     frame.loc["difference"] = frame.iloc[0] - frame.iloc[1]
     return frame

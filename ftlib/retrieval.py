@@ -1,7 +1,9 @@
 """Retrieval for RAG: a TF-IDF retriever, its passages, recall@k, and the prompts of the baselines (notebook 05).
 
 Notebook 05 compares three ways to give a model the company's facts: a prompt (instructions, the fact
-sheet and a few examples), RAG (the passages closest to the question) and fine-tuning. The retriever is
+sheet and a few examples), RAG (the passages closest to the question) and fine-tuning; on your own file
+the knowledge is its answered training questions (qa_passages) and recall@k is judged by its facts
+(fact_relevance). The retriever is
 scikit-learn's TF-IDF with cosine nearest neighbours: no model, indexed in well under a second on a CPU.
 English is cut into words. Japanese has no spaces between words: split on spaces, most questions share no
 "word" with any passage (recall@3 0.09 on the course's Japanese test questions); character 1-2-grams give
@@ -37,7 +39,7 @@ def _janome():
 def japanese_words(text: str) -> list[str]:
     """The base forms of the content words of Japanese `text` (Janome), lower-cased: 届きました -> 届く.
 
-    The analyzer of the Japanese retriever (TFIDF["ja"]). Taught in notebook 05.
+    The analyzer of the Japanese retriever (TFIDF["ja"]). Used by retrieval.Retriever (notebook 05).
     """
     return [(token.base_form if token.base_form != "*" else token.surface).lower()
             for token in _janome().tokenize(MASKS.sub(" ", text))
@@ -69,6 +71,10 @@ RAG_INSTRUCTIONS = {
            "that you are not sure and suggest contacting support.\n\nReference passages:"),
     "ja": ("以下の参考情報をもとに質問に答えてください。参考情報に答えがない場合は、分からないことを伝え、"
            "サポートへの問い合わせを案内してください。\n\n参考情報："),
+}
+PLAIN_SYSTEM = {  # the system prompt of notebook 05's prompts on your own data when you give none (SYSTEM = None)
+    "en": "You are a helpful assistant. Answer briefly and accurately.",
+    "ja": "親切なアシスタントとして、簡潔かつ正確に回答してください。",
 }
 FEW_SHOT_INSTRUCTIONS = {
     "en": ("Answer using only the company facts below, in the style of the example answers. If the facts do not "
@@ -153,8 +159,9 @@ def _question_answer(row: dict) -> tuple[str, str]:
 def qa_passages(rows, lang: str = "en") -> list[str]:
     """Question-answer pairs (prompt/completion rows, e.g. the training split) as passages "Q: ...\\nA: ...".
 
-    The labels are the same in both languages: Japanese labels (質問：/回答：) lowered recall a little.
-    Taught in notebook 05.
+    Any prompt/completion dataset works: the course's, or your file's (data.from_file); the question is the
+    last user message, so a system prompt is left out. The labels are the same in both languages: Japanese
+    labels (質問：/回答：) lowered recall a little. Taught in notebook 05.
     """
     _check_lang(lang)
     return [f"Q: {question}\nA: {answer}" for question, answer in map(_question_answer, rows)]
@@ -211,25 +218,41 @@ def recall_at_k(retriever: Retriever, queries: list[str], relevant: Callable[[in
     return sum(bool(relevant(i, hits)) for i, hits in enumerate(results)) / len(results)
 
 
+def fact_relevance(facts: Sequence[Sequence[str]]) -> Callable[[int, list[Hit]], bool]:
+    """Relevance by facts, for recall_at_k on any data with facts: the hits of question i are relevant when
+    together they contain all of `facts[i]` (as metrics.fact_hits finds them); a question without facts
+    never is, so leave those out of the queries.
+
+    facts: the facts of each question, e.g. data.facts_of(rows) for your file's facts column. This is how
+    notebook 05 measures the retriever on your own data. Taught in notebook 05.
+    """
+    facts = [list(f or []) for f in facts]
+
+    def relevant(i: int, hits: list[Hit]) -> bool:
+        text = "\n".join(hit.text for hit in hits)
+        return bool(facts[i]) and metrics.fact_hits(text, facts[i]) == len(facts[i])
+
+    return relevant
+
+
 def course_relevance(rows, lang: str = "en",
                      passage_intents: Sequence[str] | None = None) -> Callable[[int, list[Hit]], bool]:
     """Relevance for the course's questions (`rows`, e.g. the test split), for recall_at_k.
 
     The hits of question i are relevant when together they contain all its required facts (data.facts_for,
-    as metrics.fact_hits finds them), or, given `passage_intents` (the intent of each indexed training
-    pair, by hit id), when one of them is a pair of the same intent: an answer on the same topic. The
-    questions themselves are never in the index, so this is not a lookup of the reference answer.
+    through fact_relevance), or, given `passage_intents` (the intent of each indexed training pair, by hit
+    id), when one of them is a pair of the same intent: an answer on the same topic. The questions
+    themselves are never in the index, so this is not a lookup of the reference answer.
     Taught in notebook 05.
     """
     _check_lang(lang)
-    facts = data.facts_for(rows, lang)
+    by_facts = fact_relevance(data.facts_for(rows, lang))
     intents = [row["intent"] for row in rows]
     topics = None if passage_intents is None else list(passage_intents)
 
     def relevant(i: int, hits: list[Hit]) -> bool:
-        text = "\n".join(hit.text for hit in hits)
         same_topic = topics is not None and any(topics[hit.id] == intents[i] for hit in hits)
-        return same_topic or (bool(facts[i]) and metrics.fact_hits(text, facts[i]) == len(facts[i]))
+        return same_topic or by_facts(i, hits)
 
     return relevant
 

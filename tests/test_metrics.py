@@ -321,3 +321,66 @@ def test_loss_gap_pairs_each_evaluation_with_the_last_training_loss():
     gap = metrics.loss_gap(history)
     assert list(gap.index) == [0, 4, 6] and gap.loc[4, "gap"] == pytest.approx(1.5)
     assert gap.loc[6, "gap"] == pytest.approx(2.3) and math.isnan(gap.loc[0, "train loss"])
+
+
+# --- your own data: with a facts column, and without facts -----------------------------------------
+
+OWN = pd.DataFrame({"prompt": ["When do you open?", "How long can I borrow a book?", "Is the wifi free?"],
+                    "completion": ["We open at 10:00, Tuesday to Saturday.", "Three weeks, renewable twice.",
+                                   "Yes, the wifi is free."]})
+
+
+def own_rows(facts=None):
+    """Prompt/completion rows as data.from_file makes them: no intent, a `facts` column only when given."""
+    from ftlib import data
+
+    return data.to_dataset({"test": OWN if facts is None else OWN.assign(facts=facts)})["test"]
+
+
+def fake_generate(texts):
+    """A stand-in for generate.generate that answers `texts`, so the scores are known exactly."""
+    from ftlib import generate
+
+    def answer(model, tokenizer, prompts, *args, **kwargs):
+        return generate.Generations(list(texts[:len(prompts)]), new_tokens=12, seconds=0.5, latencies=[0.2] * 3)
+
+    return answer
+
+
+def test_score_with_a_facts_column_counts_the_facts(monkeypatch):
+    from ftlib import generate
+
+    answers = ["Open 10:00 to 19:00.", "Three weeks.", "No."]
+    monkeypatch.setattr(generate, "generate", fake_generate(answers))
+    test = own_rows([["10:00", "Tuesday to Saturday"], ["three weeks"], []])
+    scores = metrics.score(None, None, test, "en", "fake")
+    assert scores.metrics["fact hit rate"] == pytest.approx(2 / 3) and scores.note == ""
+    assert "intent" not in scores.answers  # your data has no intents
+    assert list(scores.answers["fact share"].fillna(-1)) == [0.5, 1.0, -1]  # no facts: NaN, left out of the rate
+    card = metrics.report_card(scores, scores)
+    assert card.note == "" and card.frame.loc["fact hit rate", "better"] == "same"
+
+
+def test_score_without_facts_uses_the_text_metrics_and_says_so(monkeypatch):
+    from ftlib import generate
+
+    answers = list(OWN["completion"][:2]) + ["Maybe."]
+    monkeypatch.setattr(generate, "generate", fake_generate(answers))
+    base = metrics.score(None, None, own_rows(), "en", "base")
+    assert "fact hit rate" not in base.metrics and base.note == metrics.NO_FACTS and metrics.NO_FACTS in repr(base)
+    assert base.metrics["exact match"] == pytest.approx(2 / 3)
+    assert base.metrics["chrF"] == pytest.approx(sacrebleu.corpus_chrf(answers, [list(OWN["completion"])]).score)
+    assert list(base.answers.columns) == ["question", "reference", "answer", "chrF"]
+    tuned = metrics.Scores("tuned", {**base.metrics, "chrF": base.metrics["chrF"] + 5}, base.answers, base.note)
+    card = metrics.report_card(base, tuned)
+    assert "fact hit rate" not in card.frame.index and card.frame.loc["chrF", "better"] == "yes"
+    assert card.note == metrics.NO_FACTS and metrics.NO_FACTS in repr(card) and metrics.NO_FACTS in card._repr_html_()
+    assert list(metrics.memorisation(tuned, base).columns) == ["ROUGE-L", "chrF"]
+
+
+def test_score_without_facts_on_a_real_model(tiny):
+    model, tok = tiny
+    scores = metrics.score(model, tok, own_rows(), "en", "tiny", validation=own_rows(), max_new_tokens=4)
+    assert set(scores.metrics) == set(metrics.HIGHER_IS_BETTER) - {"fact hit rate", "general perplexity",
+                                                                     "general accuracy"}
+    assert not any(math.isnan(v) for v in scores.metrics.values()) and len(scores.answers) == 3

@@ -174,3 +174,55 @@ def test_bad_input():
                  lambda: retrieval.course_relevance([], "fr")):
         with pytest.raises(ValueError, match="lang must be one of"):
             call()
+
+
+# --- your own data ----------------------------------------------------------------------------------
+
+FAQ = [("When are you open?", "Tuesday to Saturday, 10:00 to 19:00.", "Tuesday to Saturday;10:00 to 19:00"),
+       ("How long can I borrow a book?", "Three weeks; renew it twice online.", "three weeks"),
+       ("Is the wifi free?", "Yes, the wifi is free for everyone.", "free"),
+       ("Can I print documents?", "Printing costs 10 yen a page.", "10 yen a page")] * 3
+
+
+def own_dataset(tmp_path, system=None):
+    """A small file of your own, read as notebook 05 reads DATA: data.from_file with a facts column."""
+    import csv
+
+    path = tmp_path / "faq.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "answer", "facts"])
+        writer.writerows((f"{q} ({i})", a, f) for i, (q, a, f) in enumerate(FAQ))
+    return data.from_file(path, "question", "answer", facts="facts", system=system, val=0.25, test=0.25)
+
+
+def test_qa_passages_of_your_own_file(tmp_path):
+    dataset = own_dataset(tmp_path, system="You are the library's helper.")
+    passages = retrieval.qa_passages(dataset["train"], "en")
+    assert len(passages) == len(dataset["train"])
+    first = dataset["train"][0]
+    assert passages[0] == f"Q: {first['prompt'][-1]['content']}\nA: {first['completion'][0]['content']}"
+    assert not any("library's helper" in p for p in passages)  # the system prompt is not a passage
+
+
+def test_fact_relevance_on_your_own_file(tmp_path):
+    dataset = own_dataset(tmp_path)
+    held_out = dataset["test"]
+    facts = data.facts_of(held_out)
+    relevant = retrieval.fact_relevance(facts)
+    assert not relevant(0, [])  # nothing retrieved: never relevant
+    assert relevant(0, [Hit(" ".join(facts[0]), 0.5, 0)])  # all its facts, in one passage or several
+    assert relevant(0, [Hit(fact, 0.5, n) for n, fact in enumerate(facts[0])])
+    assert not relevant(0, [Hit("something else entirely", 0.9, 0)])
+    assert not retrieval.fact_relevance([[]])(0, [Hit("anything", 1.0, 0)])  # no facts: never relevant
+    index = Retriever.fit(retrieval.qa_passages(dataset["train"], "en"), "en")
+    assert retrieval.recall_at_k(index, questions(held_out), relevant, k=3) == 1.0  # each topic is in training
+
+
+def test_course_relevance_by_facts_is_fact_relevance():
+    test, train = course("en")["test"], course("en")["train"]
+    by_facts = retrieval.fact_relevance(data.facts_for(test, "en"))
+    relevant = retrieval.course_relevance(test, "en")
+    index = Retriever.fit(retrieval.qa_passages(train, "en"), "en")
+    hits = index.search_batch(questions(test), 3)
+    assert [relevant(i, h) for i, h in enumerate(hits)] == [by_facts(i, h) for i, h in enumerate(hits)]
