@@ -149,7 +149,8 @@ def main() -> None:
     import pandas as pd
 
     malloc = f"MALLOC_MMAP_THRESHOLD_={args.malloc_mmap_threshold}" if args.malloc_mmap_threshold else "default glibc"
-    print(f"smollm2-135m, max_length {args.max_length} x batch {args.batch}, {args.steps} measured steps each, fp32 CPU, "
+    print(f"smollm2-135m, max_length {args.max_length} x batch {args.batch}, {args.steps} measured steps each, "
+          f"fp32 CPU, "
           f"{malloc} malloc; GiB; error = (estimate - measured) / measured")
     errors = {}
     for r in results:
