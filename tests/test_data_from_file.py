@@ -8,6 +8,7 @@ import warnings
 import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
+from test_data_errors import write  # tests/ is on sys.path under pytest
 
 from ftlib import data, env
 from ftlib.data import DataError
@@ -15,15 +16,6 @@ from ftlib.data import DataError
 ROWS = [{"question": f"Question number {i}: how does feature {chr(65 + i)} work?", "answer": f"Answer {i}.",
          "topic": "even" if i % 2 == 0 else "odd"} for i in range(10)]
 MAP = {"prompt": "question", "completion": "answer"}
-
-
-def write(tmp_path, name, content):
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8", newline="")
-    return path
 
 
 def write_csv(path, rows, delimiter=","):
