@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ftlib import data, generate, plots
+
 LANGS = ("en", "ja")
 
 
@@ -393,8 +395,6 @@ def score(model, tokenizer, test, lang: str = "en", name: str = "model", validat
     `note` says so (NO_FACTS). Validation perplexity scores the reference answers given their questions;
     general accuracy counts answers that contain an accepted answer. Taught in notebook 04.
     """
-    from ftlib import data, generate
-
     out = generate.generate(model, tokenizer, [row["prompt"] for row in test], max_new_tokens, batch_size, system)
     references = [row["completion"][0]["content"] for row in test]
     facts = data.facts_of(test, lang)
@@ -440,8 +440,6 @@ def report_card(base: Scores, tuned: Scores, *others: Scores) -> ReportCard:
     is better) and one chart (each model's value relative to the first's). Data without facts has no fact
     hit rate: the card compares the text metrics and its `note` says so (NO_FACTS). Taught in notebook 04.
     """
-    from ftlib import plots
-
     runs = (base, tuned, *others)
     frame = pd.DataFrame({s.name: s.metrics for s in runs})
     last = frame[runs[-1].name]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -37,9 +40,6 @@ def png_html(fig, dpi: int = 80) -> str:
 
     Used by data.quality_report (notebook 01).
     """
-    import base64
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
