@@ -29,7 +29,7 @@ under load); the step reaches 34-49% of it (62-87 GFLOP/s, 4-6 s per step of 8 x
 FlopCounterMode agrees with the analytic count within 0.2%: 588 MFLOP per token, 92% of them in the frozen
 base's matmuls, 5% LoRA, 4% attention (full fine-tuning would be 807). Profile of one forward + backward (self
 CPU time): aten::mm 55% (MKL/oneDNN: the useful work), aten::bernoulli_ 15% and part of aten::mul's 7% (the
-masks of lora_dropout=0.05 on the input of every adapted layer, 210 per step: ours, ftlib.train.lora_config's
+masks of lora_dropout=0.05 on the input of every adapted layer, 210 per step: ours, ftlib.recipe.lora_config's
 default; dropout 0 made forward + backward 1.24x faster in an interleaved A/B in one process), TRL's chunked
 lm_head + log-softmax loss over the 49k vocabulary 18% in total with its matmuls (not ours), SDPA attention 3%
 (torch), optimizer + clipping + scheduler under 1%, collation and logging under 0.1%.
@@ -89,11 +89,11 @@ def main() -> None:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils import logging as hf_logging
 
-    from ftlib import data, models
+    from ftlib import data, models, recipe
     from ftlib import train as ft
 
     if args.lora_dropout is None:
-        args.lora_dropout = ft.course_settings(on_gpu=False)["dropout"]
+        args.lora_dropout = recipe.course_settings(on_gpu=False)["lora_dropout"]
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
@@ -167,12 +167,13 @@ def main() -> None:
     model, tok = models.load("smollm2-135m")
     config = model.config
     total_steps = warmup + args.steps + (1 if args.profile else 0)
-    extra = {"dropout": args.lora_dropout}
+    extra = {"lora": recipe.lora_config(lora_dropout=args.lora_dropout)}
     ft.CourseSFTTrainer = CountedSFTTrainer
     try:
         with tempfile.TemporaryDirectory(prefix="bench-step-flops-") as out:
             result = ft.train((model, tok), dataset, output_dir=out, method="lora", live=False,
-                              max_steps=total_steps, batch=args.batch, max_length=args.max_length, eval_steps=10**6,
+                              max_steps=total_steps, per_device_train_batch_size=args.batch,
+                              max_length=args.max_length, eval_steps=10**6,
                               **extra)
     finally:
         ft.CourseSFTTrainer = base
@@ -225,7 +226,8 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="bench-step-flops-") as out:
                 ft.train((model, tok), dataset, output_dir=out, method="lora", live=False, max_steps=profile_step,
-                         batch=args.batch, max_length=args.max_length, eval_steps=10**6, **extra)
+                         per_device_train_batch_size=args.batch, max_length=args.max_length, eval_steps=10**6,
+                         **extra)
         finally:
             ft.CourseSFTTrainer = base
     if record["profile"] is not None:

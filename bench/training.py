@@ -9,7 +9,7 @@ training batches. The last line gives both.
 - ftlib: ftlib.train.train((model, tok), dataset, method="lora", live=False, ...): TRL's SFTTrainer (as
   ftlib.train.CourseSFTTrainer), completion-only loss, each batch padded to its longest row, batches of rows of
   near-equal length (ftlib.train.LengthBuckets).
-- naive: transformers.Trainer + peft.get_peft_model with ftlib.train.lora_config(model), rows rendered with the
+- naive: transformers.Trainer + peft.get_peft_model with ftlib.recipe.lora_config(), rows rendered with the
   chat template, tokenized with padding="max_length" (every row padded to --max-length), labels = input_ids with
   the padding set to -100, random batches.
 - --alternatives: ftlib's path with the two other ways to cut padding, for comparison: transformers' own
@@ -63,7 +63,7 @@ def main() -> None:
     from trl import SFTTrainer
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from ftlib import data, models
+    from ftlib import data, models, recipe
     from ftlib import train as ft
 
     datasets.disable_progress_bars()
@@ -93,7 +93,8 @@ def main() -> None:
         try:
             with tempfile.TemporaryDirectory(prefix="bench-training-") as out:
                 result = ft.train(models.load("smollm2-135m"), dataset, output_dir=out, method="lora", live=False,
-                                  max_steps=args.steps, batch=args.batch, max_length=args.max_length, lr=args.lr,
+                                  max_steps=args.steps, per_device_train_batch_size=args.batch,
+                                  max_length=args.max_length, learning_rate=args.lr,
                                   eval_steps=10**6)
         finally:
             ft.CourseSFTTrainer = original
@@ -103,7 +104,7 @@ def main() -> None:
 
     def run_naive() -> None:
         model, tok = models.load("smollm2-135m")
-        model = get_peft_model(model, ft.lora_config(model))
+        model = get_peft_model(model, recipe.lora_config())
         rows = course["train"]
         texts = [tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False) for r in rows]
         enc = tok(texts, padding="max_length", max_length=args.max_length, truncation=True)
@@ -131,7 +132,8 @@ def main() -> None:
         """Padding share over whole epochs of the course rows: LengthBuckets vs transformers' sampler."""
         model, tok = models.load("smollm2-135m")
         with tempfile.TemporaryDirectory() as out:
-            trainer = SFTTrainer(model=model, args=ft.sft_config(out, max_length=args.max_length), processing_class=tok,
+            trainer = SFTTrainer(model=model, args=recipe.sft_config(out, max_length=args.max_length),
+                                 processing_class=tok,
                                  train_dataset=dataset["train"], eval_dataset=dataset["validation"])
         lengths = [len(ids) for ids in trainer.train_dataset["input_ids"]]
 
