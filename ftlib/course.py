@@ -2,7 +2,8 @@
 
     python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR]
 
-Executed copies go to build/, with build/course_report.md (notebook, status, seconds, peak memory).
+Executed copies go to build/, with build/course_report.md (notebook, status, seconds, peak memory) and
+build/course_results.json (each notebook's headline measurements with n and 95% interval, from `record`).
 Cells tagged "show" have their text output echoed to the terminal, so a run shows what matters
 (for example the model's reply in notebook 00). Exits non-zero naming the failing notebook and cell.
 """
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
+import os
 import sys
 import threading
 import time
@@ -19,7 +22,10 @@ from pathlib import Path
 
 import psutil
 
+from ftlib import env
 from ftlib.env import ROOT
+
+RESULTS = "FTLIB_RESULTS"  # the runner points this at build/course_results.json for the notebooks it runs
 
 
 @dataclass
@@ -31,6 +37,27 @@ class Result:
     seconds: float
     peak_mib: float
     error: str = ""
+
+
+def results_path() -> Path:
+    """Where `record` writes: $FTLIB_RESULTS (the course runner's build/course_results.json), else
+    runs/course_results.json."""
+    return Path(os.environ.get(RESULTS) or env.runs_dir() / "course_results.json")
+
+
+def record(notebook: str, **measurements) -> dict:
+    """Keep a notebook's headline measurements (metrics.Estimate or plain values) under its number in
+    course_results.json, so an instructor can set a room's runs beside the reference and tests can read them.
+    Returns what the file now holds for `notebook`. Taught in notebook 03.
+    """
+    path = results_path()
+    results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    entry = results.setdefault(notebook, {})
+    entry.update({key: value.as_dict() if hasattr(value, "as_dict") else value
+                  for key, value in measurements.items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return entry
 
 
 def notebooks(folder: Path = ROOT / "notebooks", only: list[str] | None = None) -> list[Path]:
@@ -142,6 +169,7 @@ def run(only: list[str] | None = None, parameters: dict | None = None, folder: P
     chosen = notebooks(folder, only)
     if not chosen:
         raise SystemExit(f"no notebooks matched {only} in {folder}")
+    os.environ[RESULTS] = str(build / "course_results.json")  # the kernels inherit it: `record` writes there
     results = []
     for i, nb in enumerate(chosen, 1):
         print(f"[{i}/{len(chosen)}] {nb.name}", flush=True)

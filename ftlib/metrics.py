@@ -9,8 +9,9 @@ Japanese has no spaces between words, so it is compared character by character.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -20,17 +21,64 @@ from ftlib import data, generate, plots
 LANGS = ("en", "ja")
 
 
+_CIRCLED = "".join(map(chr, [*range(0x2460, 0x2474), 0x24EA, *range(0x3251, 0x3260), *range(0x32B1, 0x32C0)]))
+_BEFORE_NFKC = str.maketrans(dict.fromkeys("~\u02dc\u2053\u223c\u301c\u3030\uff5e", "〜")
+                             | dict.fromkeys("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\uff0d", "-")
+                             | {c: f"({unicodedata.normalize('NFKC', c)})" for c in _CIRCLED})
+_FACT_FORMS = [  # (pattern, replacement) applied in order to the _norm form of facts and answers
+    (re.compile(r"(?<=\d)[ヶヵケカ箇](?=[月所])"), "か"),  # 18ヶ月, 18カ月, 18箇月 = 18か月
+    (re.compile(r"(?<=\d),(?=\d{3}(?!\d))"), ""),  # 8,800 = 8800
+    (re.compile(r"(?<=\d)-(?=[^\W\d_])"), " "),  # 18-month = 18 month
+    (re.compile(r"(?<=\d) (?=[^\s\d])|(?<=[〜\-¥$]) (?=\d)"), ""),  # 128 GB = 128GB, 5 〜 8 = 5〜8, ¥ 480 = ¥480
+    (re.compile(r"¥(\d+)"), r"\1円"),  # ¥8,800 = 8,800円
+    (re.compile(r"(?<=\d)yen(?![a-z])"), "円"),  # 8,800 yen = 8,800円
+    (re.compile(r"ツバメテック|tsubame tech"), "tsubame"),  # the brand's spellings, see data/README.md
+]
+
+
 def _norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    """NFKC, case folding, one space for each run of whitespace, 〜 for every tilde and wave dash
+    (～ U+FF5E, 〜 U+301C, ~, ˜ ...), - for every dash (– — − ...) and (1) for ① (NFKC alone makes
+    「①2.4GHz」 read 12.4GHz).
+
+    Used by the text metrics of notebooks 03 and 04.
+    """
+    text = unicodedata.normalize("NFKC", text.translate(_BEFORE_NFKC)).casefold()
+    return " ".join(text.split())
+
+
+def _fact_form(text: str) -> str:
+    """_norm, then the notations that write one fact two ways (_FACT_FORMS) made one. Used by fact_hits."""
+    text = _norm(text)
+    for pattern, replacement in _FACT_FORMS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _has(answer: str, fact: str) -> bool:
+    """Whether the fact form `fact` is in `answer`, a number in it not part of a longer one (8,800円 is not in
+    18,800円). Used by fact_hits."""
+    pattern = re.escape(fact)
+    if fact[:1].isdigit():
+        pattern = r"(?<!\d)(?<!\d\.)" + pattern
+    if fact[-1:].isdigit():
+        pattern += r"(?!\.?\d)"
+    return re.search(pattern, answer) is not None
 
 
 def fact_hits(answer: str, facts: list[str]) -> int:
-    """How many of the required facts an answer contains (after NFKC, case folding and space normalisation).
+    """How many of the required facts an answer contains, a notation variant counting as the same string.
+
+    Both sides are NFKC-normalised and case folded; tildes and wave dashes (5～8, 5~8, 5〜8), full- and
+    half-width forms, spaces between a number and its unit (128 GB, 128GB), thousands separators and
+    yen notation (¥8,800, 8,800円, 8800 yen), ヶ月/か月 and the brand's spellings (ツバメテック, Tsubame
+    Tech, Tsubame) count as one. A number must match whole: 5〜7営業日 does not contain 5〜8営業日 and
+    18,800円 does not contain 8,800円.
 
     Taught in notebook 05 (notebook 03 scores through row_scores).
     """
-    answer = _norm(answer)
-    return sum(_norm(fact) in answer for fact in facts)
+    answer = _fact_form(answer)
+    return sum(_has(answer, _fact_form(fact)) for fact in facts)
 
 
 def fact_hit_rate(answers: list[str], facts: list[list[str]]) -> float:
@@ -169,6 +217,110 @@ def generation_scores(predictions: list[str], references: list[str], lang: str =
             "chrf": chrf(predictions, references), "bleu": bleu(predictions, references, lang)}
 
 
+# --- intervals: every measured rate or mean comes with its 95% interval and n ------------------------
+
+@dataclass(frozen=True)
+class Estimate:
+    """A measured value with its 95% interval and n, the number of rows behind it. Taught in notebook 03."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f} [{self.low:.2f}, {self.high:.2f}] (n={self.n})"
+
+    def as_dict(self) -> dict:
+        """{"value", "low", "high", "n"}: what course.record writes to build/course_results.json."""
+        return {"value": self.value, "low": self.low, "high": self.high, "n": self.n}
+
+
+def wilson(hits: int, n: int) -> Estimate:
+    """A rate `hits / n` with its 95% Wilson score interval (scipy.stats.binomtest), which stays inside 0-1 and
+    is not empty at 0 or n hits, unlike the textbook p +- 1.96 SE. Taught in notebook 03.
+    """
+    from scipy import stats
+
+    if n < 1:
+        raise ValueError("a rate needs at least one row")
+    ci = stats.binomtest(int(hits), n).proportion_ci(confidence_level=0.95, method="wilson")
+    return Estimate(hits / n, float(ci.low), float(ci.high), n)
+
+
+def interval(scores: list[float | None], seed: int = 0) -> Estimate:
+    """The mean of per-row scores with its 95% interval: Wilson's when every score is 0 or 1 (a rate), else a BCa
+    bootstrap of the rows (scipy.stats.bootstrap, 9,999 resamples). Rows scored None are left out.
+
+    Taught in notebook 03.
+    """
+    import numpy as np
+    from scipy import stats
+
+    values = np.array([s for s in scores if s is not None], dtype=float)
+    if not len(values):
+        raise ValueError("no scored rows")
+    if np.isin(values, (0.0, 1.0)).all():
+        return wilson(int(values.sum()), len(values))
+    if np.all(values == values[0]) or len(values) < 3:  # no spread to resample
+        return Estimate(float(values.mean()), float(values.min()), float(values.max()), len(values))
+    ci = stats.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
+                         rng=np.random.default_rng(seed)).confidence_interval
+    return Estimate(float(values.mean()), float(ci.low), float(ci.high), len(values))
+
+
+
+def _bootstrap_rows(statistic, n: int, seed: int = 0, resamples: int = 1999) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of `statistic(indices)` over resamples of n rows with replacement."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n, n)) for _ in range(resamples)]
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def ratio_interval(hits: list[int], totals: list[int], seed: int = 0) -> Estimate:
+    """sum(hits) / sum(totals) over rows (facts found / facts required) with its 95% interval: Wilson's when every
+    row has one item, else a percentile bootstrap of the rows (a row's items are not independent).
+    Used by metrics.score (notebook 04).
+    """
+    import numpy as np
+
+    h, t = np.array(hits, dtype=float), np.array(totals, dtype=float)
+    if not t.sum():
+        raise ValueError("nothing to count")
+    if (t == 1).all():
+        return wilson(int(h.sum()), len(t))
+    low, high = _bootstrap_rows(lambda i: h[i].sum() / max(t[i].sum(), 1), len(t), seed)
+    return Estimate(float(h.sum() / t.sum()), low, high, len(t))
+
+
+def text_intervals(predictions: list[str], references: list[str], lang: str = "en", seed: int = 0
+                   ) -> dict[str, Estimate]:
+    """The four text metrics of generation_scores, each with its 95% interval over the questions: Wilson for exact
+    match, a BCa bootstrap of the per-answer F for ROUGE-L, and for the corpus scores chrF and BLEU a percentile
+    bootstrap that resamples sacrebleu's per-sentence statistics (as sacrebleu's own paired bootstrap does).
+    The values equal generation_scores'. Used by metrics.score (notebook 04).
+    """
+    import numpy as np
+    from rouge_score import rouge_scorer
+    from sacrebleu.metrics import BLEU, CHRF
+
+    _check(predictions, references, lang)
+    n = len(predictions)
+    exact = round(exact_match(predictions, references) * n)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Characters() if lang == "ja" else None)
+    rouge = [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)]
+    out = {"exact match": wilson(exact, n), "ROUGE-L": interval(rouge, seed)}
+    for name, metric in (("chrF", CHRF()), ("BLEU", BLEU(tokenize="char" if lang == "ja" else "13a"))):
+        stats = np.array(metric._extract_corpus_statistics(predictions, [references]))
+        value = metric._compute_score_from_stats(list(stats.sum(0))).score
+        low, high = _bootstrap_rows(lambda i, m=metric, st=stats: m._compute_score_from_stats(list(st[i].sum(0))).score,
+                                    n, seed)
+        out[name] = Estimate(float(value), low, high, n)
+    return out
+
+
 # --- before / after, with the uncertainty of a small test set -------------------------------------
 
 def row_scores(answers: list[str], references: list[str], facts: list[list[str]] | None = None) -> list[float]:
@@ -193,6 +345,8 @@ class Comparison:
     after: float
     low: float
     high: float
+    before_interval: Estimate | None = None  # each arm's own 95% interval (Wilson for 0/1 scores)
+    after_interval: Estimate | None = None
 
     @property
     def verdict(self) -> str:
@@ -205,9 +359,14 @@ class Comparison:
 
     def frame(self) -> pd.DataFrame:
         """One row: metric, n, before, after, change, its 95% interval."""
-        return pd.DataFrame([{"metric": self.metric, "n": self.n, "before": round(self.before, 3),
-                              "after": round(self.after, 3), "change": round(self.after - self.before, 3),
-                              "95% interval": f"[{self.low:+.3f}, {self.high:+.3f}]"}]).set_index("metric")
+        row = {"metric": self.metric, "n": self.n, "before": round(self.before, 3)}
+        if self.before_interval:
+            row["before 95%"] = f"[{self.before_interval.low:.3f}, {self.before_interval.high:.3f}]"
+        row["after"] = round(self.after, 3)
+        if self.after_interval:
+            row["after 95%"] = f"[{self.after_interval.low:.3f}, {self.after_interval.high:.3f}]"
+        row |= {"change": round(self.after - self.before, 3), "change 95%": f"[{self.low:+.3f}, {self.high:+.3f}]"}
+        return pd.DataFrame([row]).set_index("metric")
 
     def __repr__(self) -> str:
         return f"{self.frame().to_string()}\n{self.verdict}"
@@ -237,7 +396,61 @@ def compare(before: list[float | None], after: list[float | None], metric: str =
         ci = stats.bootstrap((diff,), np.mean, confidence_level=0.95, n_resamples=9999, method="BCa",
                              rng=np.random.default_rng(seed)).confidence_interval
         low, high = float(ci.low), float(ci.high)
-    return Comparison(metric, len(diff), float(b.mean()), float(a.mean()), low, high)
+    return Comparison(metric, len(diff), float(b.mean()), float(a.mean()), low, high,
+                      interval(list(b), seed), interval(list(a), seed))
+
+
+@dataclass(repr=False)
+class Ladder:
+    """Several ways of answering the same questions: each way's mean with its 95% interval (`frame`), the paired
+    change of each step along `order` (`steps`, Comparisons), and `verdict`, the claim "order[0] < order[1] < ..."
+    judged by the steps' intervals, never by the point estimates. Taught in notebook 05.
+    """
+
+    metric: str
+    frame: pd.DataFrame
+    steps: list[Comparison]
+    order: list[str]
+
+    @property
+    def verdict(self) -> str:
+        """"holds" only when every step's interval lies above 0; "does not hold" when one lies below 0; else
+        which steps this n cannot tell apart."""
+        n = self.steps[0].n
+        claim = " < ".join(self.order)
+        below = [s.metric for s in self.steps if s.high < 0]
+        unclear = [s.metric for s in self.steps if s.low <= 0 <= s.high]
+        if below:
+            return f"{claim} does not hold: the 95% interval of {', '.join(below)} lies below 0 (n={n})"
+        if unclear:
+            return (f"{claim}: not distinguishable at this n (n={n}) for {', '.join(unclear)} "
+                    "(the 95% interval of the change includes 0)")
+        return f"{claim} holds: every step's 95% interval lies above 0 (n={n})"
+
+    def _repr_html_(self) -> str:
+        steps = pd.concat([s.frame() for s in self.steps])
+        return self.frame.to_html() + steps.to_html() + f"<p>{self.verdict}</p>"
+
+    def __repr__(self) -> str:
+        steps = pd.concat([s.frame() for s in self.steps])
+        return f"{self.frame.to_string()}\n{steps.to_string()}\n{self.verdict}"
+
+
+def ladder(scores: dict[str, list[float | None]], order: list[str], metric: str = "score", seed: int = 0) -> Ladder:
+    """Compare several ways on the same questions (`scores`: way -> row_scores): every way's mean and 95% interval,
+    and the paired change of each step of `order` (e.g. prompt engineering -> RAG -> adapter) with its interval.
+
+    Taught in notebook 05.
+    """
+    rows = {}
+    for name, values in scores.items():
+        est = interval(values, seed)
+        rows[name] = {"n": est.n, metric: round(est.value, 3), "95% interval": f"[{est.low:.3f}, {est.high:.3f}]"}
+    steps = []
+    for lower, upper in zip(order, order[1:], strict=False):
+        step = compare(scores[lower], scores[upper], f"{lower} -> {upper}", seed)
+        steps.append(step)
+    return Ladder(metric, pd.DataFrame(rows).T, steps, list(order))
 
 
 # --- perplexity ----------------------------------------------------------------------------------
@@ -357,6 +570,7 @@ class Scores:
     metrics: dict[str, float]
     answers: pd.DataFrame
     note: str = ""
+    intervals: dict[str, Estimate] = field(default_factory=dict)  # metric -> value with its 95% interval and n
 
     def __repr__(self) -> str:
         return f"{self.name}: " + ", ".join(f"{k} {v:.3g}" for k, v in self.metrics.items()) + (
@@ -393,7 +607,8 @@ def score(model, tokenizer, test, lang: str = "en", name: str = "model", validat
     ROUGE-L, chrF, BLEU) and, where the rows have facts (data.facts_of: a `facts` column, or the course's
     fact sheet), count the facts found ("fact hit rate"); without facts that metric is left out and
     `note` says so (NO_FACTS). Validation perplexity scores the reference answers given their questions;
-    general accuracy counts answers that contain an accepted answer. Taught in notebook 04.
+    general accuracy counts answers that contain an accepted answer. The task metrics and general accuracy come
+    with their 95% intervals over the questions (`intervals`). Taught in notebook 04.
     """
     out = generate.generate(model, tokenizer, [row["prompt"] for row in test], max_new_tokens, batch_size, system)
     references = [row["completion"][0]["content"] for row in test]
@@ -401,9 +616,12 @@ def score(model, tokenizer, test, lang: str = "en", name: str = "model", validat
     intents = list(test["intent"]) if "intent" in test.column_names else None
     answers = answer_table([row["prompt"][-1]["content"] for row in test], out.texts, references, facts,
                            intents, lang)
-    metrics = {"fact hit rate": fact_hit_rate(out.texts, facts)} if facts else {}
-    metrics |= dict(zip(["exact match", "ROUGE-L", "chrF", "BLEU"],
-                        generation_scores(out.texts, references, lang).values(), strict=True))
+    intervals = {}
+    if facts:
+        scored = [(fact_hits(a, f), len(f)) for a, f in zip(out.texts, facts, strict=True) if f]
+        intervals["fact hit rate"] = ratio_interval(*zip(*scored, strict=True))
+    intervals |= text_intervals(out.texts, references, lang)
+    metrics = {}
     if validation is not None:
         prompts, texts = chat_pairs(validation, tokenizer)
         metrics["validation perplexity"] = perplexity(model, tokenizer, texts, prompts).value
@@ -412,9 +630,10 @@ def score(model, tokenizer, test, lang: str = "en", name: str = "model", validat
         metrics["general perplexity"] = perplexity(model, tokenizer, texts, prompts).value
         said = generate.generate(model, tokenizer, [row["prompt"] for row in general], 16, batch_size).texts
         right = [fact_hits(answer, row["accept"]) > 0 for answer, row in zip(said, general, strict=True)]
-        metrics["general accuracy"] = sum(right) / len(right)
+        intervals["general accuracy"] = wilson(sum(right), len(right))
+    metrics = {name: est.value for name, est in intervals.items()} | metrics
     metrics |= {"tokens/s": out.tokens_per_second, "latency p50 s": out.latency(50), "latency p95 s": out.latency(95)}
-    return Scores(name, metrics, answers, "" if facts else NO_FACTS)
+    return Scores(name, metrics, answers, "" if facts else NO_FACTS, intervals)
 
 
 @dataclass(repr=False)
@@ -435,20 +654,39 @@ class ReportCard:
         return self.frame.round(3).to_string() + (f"\n{self.note}" if self.note else "")
 
 
+def _better(before: Estimate | None, after: Estimate | None, change: float, higher: bool) -> str:
+    """Whether the last model is better, decided by the two 95% intervals where the metric has them."""
+    if change != change or change == 0:
+        return "same"
+    good = (change > 0) == higher
+    if before is None or after is None:  # perplexity, speed: one measurement, no interval
+        return ("yes" if good else "no") + " (no interval)"
+    if after.low > before.high or after.high < before.low:
+        return "yes" if good else "no"
+    return "not distinguishable at this n"
+
+
 def report_card(base: Scores, tuned: Scores, *others: Scores) -> ReportCard:
-    """Compare models metric by metric: one DataFrame (with the change from the first model and whether it
-    is better) and one chart (each model's value relative to the first's). Data without facts has no fact
-    hit rate: the card compares the text metrics and its `note` says so (NO_FACTS). Taught in notebook 04.
+    """Compare models metric by metric: one DataFrame (each model's value and 95% interval, the change from the
+    first model, and whether the last is better: "yes"/"no" only when the two intervals do not overlap) and one
+    chart of the absolute values with their intervals (a zero stays visible). Data without facts has no fact hit
+    rate: the card compares the text metrics and its `note` says so (NO_FACTS). Taught in notebook 04.
     """
     runs = (base, tuned, *others)
     frame = pd.DataFrame({s.name: s.metrics for s in runs})
-    last = frame[runs[-1].name]
-    frame["change"] = last - frame[base.name]
-    higher = frame.index.map(lambda m: HIGHER_IS_BETTER.get(m, True))
-    frame["better"] = [("yes" if (c > 0) == h else "no") if c == c and c != 0 else "same"
-                       for c, h in zip(frame["change"], higher, strict=True)]
+    for s in runs:
+        frame[f"{s.name} 95%"] = [f"[{e.low:.3g}, {e.high:.3g}]" if (e := s.intervals.get(m)) else ""
+                                  for m in frame.index]
+    frame = frame[list(dict.fromkeys(c for s in runs for c in (s.name, f"{s.name} 95%")))]
+    last = runs[-1]
+    frame["change"] = frame[last.name] - frame[base.name]
+    higher = [HIGHER_IS_BETTER.get(m, True) for m in frame.index]
+    frame["better"] = [_better(base.intervals.get(m), last.intervals.get(m), c, h)
+                       for m, c, h in zip(frame.index, frame["change"], higher, strict=True)]
+    frame.insert(0, "n", pd.array([next((s.intervals[m].n for s in runs if m in s.intervals), None)
+                                   for m in frame.index], dtype="Int64"))
     note = "" if "fact hit rate" in frame.index else NO_FACTS
-    return ReportCard(frame, plots.report_card(frame[[s.name for s in runs]], higher), note)
+    return ReportCard(frame, plots.report_card({s.name: s.intervals for s in runs}), note)
 
 
 # --- overfitting ---------------------------------------------------------------------------------------

@@ -90,17 +90,34 @@ def counts(series: pd.Series, title: str, xlabel: str = "rows"):
     return fig
 
 
-def report_card(values: pd.DataFrame, higher_is_better):
-    """Each model's value of each metric relative to the first model's (log scale; 1 = unchanged), one bar
-    per model, the metric's direction in its label. Taught in notebook 04.
+def report_card(intervals: dict[str, dict]):
+    """Each model's score on each 0-1 metric (chrF and BLEU divided by 100) as a bar with its 95% interval and
+    its value written beside it, so a zero is as visible as the rest. `intervals`: model -> metric -> Estimate
+    (metrics.Scores.intervals). Taught in notebook 04.
     """
-    relative = values.div(values.iloc[:, 0], axis=0).iloc[:, 1:]
-    relative.index = [f"{m} ({'↑' if h else '↓'} better)" for m, h in zip(values.index, higher_is_better, strict=True)]
-    relative = relative.iloc[::-1]
-    fig, ax = _figure(7, 0.35 * len(relative) * max(1, relative.shape[1] / 2) + 1.2)
-    relative.plot.barh(ax=ax, width=0.8, logx=True)
-    ax.axvline(1, color="grey", linewidth=1)
-    ax.set(title=f"Relative to {values.columns[0]}", xlabel=f"value ÷ {values.columns[0]}'s value (log scale)")
+    import numpy as np
+
+    scale = {"chrF": 100, "BLEU": 100}
+    names = list(intervals)
+    shown = [m for m in dict.fromkeys(m for per in intervals.values() for m in per)]
+    fig, ax = _figure(7, 0.3 * len(shown) * len(names) + 1.4)
+    height = 0.8 / max(len(names), 1)
+    y = np.arange(len(shown))
+    for k, name in enumerate(names):
+        est = [intervals[name].get(m) for m in shown]
+        values = np.array([e.value / scale.get(m, 1) if e else np.nan for e, m in zip(est, shown, strict=True)])
+        lows = np.array([e.low / scale.get(m, 1) if e else np.nan for e, m in zip(est, shown, strict=True)])
+        highs = np.array([e.high / scale.get(m, 1) if e else np.nan for e, m in zip(est, shown, strict=True)])
+        pos = y + (k - (len(names) - 1) / 2) * height
+        ax.barh(pos, values, height, xerr=[values - lows, highs - values], capsize=3, label=name)
+        for p, v, hi in zip(pos, values, highs, strict=True):
+            if v == v:
+                ax.text(hi + 0.01, p, f"{v:.2f}", va="center", fontsize=8)
+    n = {m: next(per[m].n for per in intervals.values() if m in per) for m in shown}
+    ax.set_yticks(y, [(f"{m} / {scale[m]}" if m in scale else m) + f" (n={n[m]})" for m in shown])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.12), xlabel="score; the line on each bar: its 95% interval")
+    ax.legend(loc="lower right", fontsize=8)
     return fig
 
 

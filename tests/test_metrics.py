@@ -311,8 +311,22 @@ def test_report_card_compares_and_says_which_is_better():
     tuned = metrics.Scores("tuned", {"fact hit rate": 0.5, "validation perplexity": 12.0, "tokens/s": 10.0}, None)
     card = metrics.report_card(base, tuned)
     assert card.frame.loc["fact hit rate", "change"] == pytest.approx(0.3)
-    assert list(card.frame["better"]) == ["yes", "no", "same"]  # perplexity: lower is better
+    # without intervals the card says so: perplexity, lower is better
+    assert list(card.frame["better"]) == ["yes (no interval)", "no (no interval)", "same"]
     assert card.figure is not None and "tuned" in card._repr_html_()
+
+
+def test_report_card_decides_by_the_intervals_and_shows_a_zero_base():
+    rates = {"fact hit rate": (0, 28), "exact match": (0, 0), "general accuracy": (10, 13)}
+    base, tuned = (metrics.Scores(name, {m: k / 40 for m, (*_, k) in []}, None) for name in ("base", "tuned"))
+    for s, side in ((base, 0), (tuned, 1)):
+        s.intervals = {m: metrics.wilson(ks[side], 40) for m, ks in rates.items()}
+        s.metrics = {m: e.value for m, e in s.intervals.items()}
+    card = metrics.report_card(base, tuned)
+    assert list(card.frame["better"]) == ["yes", "same", "not distinguishable at this n"]
+    assert list(card.frame["n"]) == [40, 40, 40] and card.frame.loc["fact hit rate", "base 95%"] == "[0, 0.0876]"
+    labels = [t.get_text() for t in card.figure.axes[0].texts]  # each bar's value is written beside it
+    assert labels.count("0.00") == 3 and "0.70" in labels
 
 
 def test_loss_gap_pairs_each_evaluation_with_the_last_training_loss():
@@ -371,7 +385,11 @@ def test_score_without_facts_uses_the_text_metrics_and_says_so(monkeypatch):
     assert base.metrics["exact match"] == pytest.approx(2 / 3)
     assert base.metrics["chrF"] == pytest.approx(sacrebleu.corpus_chrf(answers, [list(OWN["completion"])]).score)
     assert list(base.answers.columns) == ["question", "reference", "answer", "chrF"]
-    tuned = metrics.Scores("tuned", {**base.metrics, "chrF": base.metrics["chrF"] + 5}, base.answers, base.note)
+    chrf = base.intervals["chrF"]
+    assert chrf.value == pytest.approx(base.metrics["chrF"]) and chrf.low <= chrf.value <= chrf.high and chrf.n == 3
+    better = metrics.Estimate(chrf.high + 5, chrf.high + 1, chrf.high + 9, 3)
+    tuned = metrics.Scores("tuned", {**base.metrics, "chrF": better.value}, base.answers, base.note,
+                           {**base.intervals, "chrF": better})
     card = metrics.report_card(base, tuned)
     assert "fact hit rate" not in card.frame.index and card.frame.loc["chrF", "better"] == "yes"
     assert card.note == metrics.NO_FACTS and metrics.NO_FACTS in repr(card) and metrics.NO_FACTS in card._repr_html_()
