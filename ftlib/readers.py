@@ -10,10 +10,12 @@ these names (data.read_file, data.load_records, data.DataError): the notebooks c
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import math
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 LINE = "source_line"  # column added by load_records: where each row came from in its file
+SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class DataError(ValueError):
@@ -47,7 +50,24 @@ class Schema:
     optional: dict[str, type] = field(default_factory=dict)
 
 
+BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"))  # UTF-32 first: its little-endian mark starts like UTF-16's
+BINARY = {b"PK\x03\x04": "a zip archive (an Excel .xlsx workbook is one): save the sheet as CSV",
+          b"\x1f\x8b": "gzip-compressed: decompress it first", b"PAR1": "a parquet file: name it .parquet",
+          b"%PDF": "a PDF document", b"\xd0\xcf\x11\xe0": "an old Excel .xls workbook: save the sheet as CSV"}
+
+
 def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    """The text of a file. A UTF-16 or UTF-32 byte-order mark is followed; a binary file, UTF-16 without a mark,
+    or bytes that are not `encoding` are a DataError that says which encoding to pass."""
+    magic = next((what for head, what in BINARY.items() if raw.startswith(head)), None)
+    if magic:
+        raise DataError(path, f"not text: {magic}", line=1, expected="a text file")
+    if encoding.lower().replace("_", "-") in {"utf-8", "utf-8-sig", "utf8"}:
+        encoding = next((name for bom, name in BOMS if raw.startswith(bom)), encoding)
+    if raw[:200].count(0) * 4 > min(len(raw), 200) and encoding.startswith("utf-8"):
+        raise DataError(path, "NUL bytes between the characters: UTF-16 text without a byte-order mark", line=1,
+                        expected="UTF-8 text, or pass encoding='utf-16-le' (or 'utf-16-be')")
     try:
         return raw.decode(encoding)  # "utf-8-sig" also strips a byte-order mark
     except UnicodeDecodeError as err:
@@ -62,15 +82,45 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
                         expected=hint) from None
 
 
+def _csv_problem(err: csv.Error) -> str:
+    """Python's csv message in plain words."""
+    text = str(err)
+    if "unexpected end of data" in text:
+        return "unreadable CSV: a quote opened here is never closed (the file ends inside it)"
+    if "field larger than field limit" in text:
+        return (f"unreadable CSV: a field over {csv.field_size_limit():,} characters (an unclosed quote that runs "
+                "on, or a huge value)")
+    return f"unreadable CSV ({text})"
+
+
+def _delimiter_hint(header: list[str], delimiter: str) -> str:
+    """A hint when a one-column header holds another delimiter: a TSV named .csv, or a CSV separated by ';'."""
+    if len(header) != 1:
+        return ""
+    found = next((d for d in ("\t", ";", "|", ",") if d != delimiter and d in str(header[0])), None)
+    return f" (the header is one column with {found!r} in it: the file is separated by {found!r})" if found else ""
+
+
 def _csv_records(path: Path, text: str, delimiter: str = ","):
-    """Yield the header, then (line, record) or a DataError for each data line."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    """Yield the header, then (line, record) or a DataError for each data line.
+
+    A record that fails (a broken quote, a field over the csv limit, a wrong field count) is one DataError at the
+    line where it starts, and reading starts again on the next line: an unclosed quote cannot swallow the rows
+    after it, each is read or reported.
+    """
+    starts = [0, *(m.end() for m in re.finditer(r"\r\n|\r|\n", text))]  # where each physical line begins
+
+    def reader_from(line: int):
+        return csv.reader(io.StringIO(text[starts[line - 1]:], newline=""), delimiter=delimiter, strict=True)
+
+    reader, base = reader_from(1), 0
     try:
         header = next(reader)
     except StopIteration:
         raise DataError(path, "the file is empty", line=1, expected="a header line") from None
     except csv.Error as err:
-        raise DataError(path, f"unreadable header ({err})", line=1, expected="properly quoted fields") from None
+        raise DataError(path, f"unreadable header: {_csv_problem(err)}", line=1,
+                        expected="properly quoted fields") from None
     twice = next((column for column, n in Counter(header).items() if n > 1), None)
     if twice is not None:
         raise DataError(path, f"the header names column {twice!r} twice", line=1, column=twice,
@@ -79,47 +129,109 @@ def _csv_records(path: Path, text: str, delimiter: str = ","):
     start = reader.line_num + 1
     while True:
         try:
-            row = next(reader)
+            row, problem = next(reader), None
         except StopIteration:
             return
         except csv.Error as err:
-            yield DataError(path, f"unreadable CSV ({err})", line=start, expected="properly quoted fields")
-            return  # the csv reader cannot resynchronise after a broken quote
-        if len(row) != len(header) and any(row):
-            yield DataError(path, f"{len(row)} fields", line=start, expected=f"{len(header)} fields like the header")
+            row, problem = None, _csv_problem(err)
+        end = base + reader.line_num
+        if row is not None and len(row) != len(header) and any(row):
+            problem = f"{len(row)} fields" + (f" in a record running over lines {start}-{end} (an unclosed quote?)"
+                                              if end > start else "")
+        if problem:
+            yield DataError(path, problem, line=start, expected=f"{len(header)} fields like the header, "
+                                                                "properly quoted" + _delimiter_hint(header, delimiter))
+            if row is None or end > start:  # start again on the line after the bad record's first line
+                if start >= len(starts):
+                    return
+                reader, base = reader_from(start + 1), start
+                start += 1
+                continue
         elif any(row):
             yield start, dict(zip(header, row, strict=True))
-        start = reader.line_num + 1
+        start = base + reader.line_num + 1
+
+
+class _TwiceKey(dict):
+    """A JSON object that named a key twice (json keeps the last value without a word); `key` is that key."""
+
+    key = ""
+
+
+class _BadText(ValueError):
+    """A JSON string that is not valid Unicode (a lone surrogate such as "\\ud800"): no DataFrame can hold it."""
+
+
+def _pairs(pairs: list[tuple[str, object]]) -> dict:
+    for key, value in pairs:
+        for text in value if isinstance(value, list) else [value]:
+            lone = SURROGATE.search(text) if isinstance(text, str) else None
+            if lone:
+                raise _BadText(f"key {key!r} holds a lone surrogate \\u{ord(lone.group(0)):04x} (not valid Unicode)")
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        record = _TwiceKey(record)
+        record.key = next(key for key, n in Counter(key for key, _ in pairs).items() if n > 1)
+    return record
+
+
+def _loads(text: str):
+    """json.loads that keeps duplicate keys visible (a _TwiceKey); too deep nesting or a huge number is a
+    ValueError with a plain message (a json.JSONDecodeError stays one)."""
+    try:
+        return json.loads(text, object_pairs_hook=_pairs)
+    except RecursionError:
+        raise ValueError("JSON nested deeper than Python's reader allows") from None
+    except (json.JSONDecodeError, _BadText):
+        raise
+    except ValueError as err:  # a number over Python's 4300-digit limit
+        raise ValueError(f"unreadable JSON value ({str(err).split(':')[0]})") from None
+
+
+def _twice(path: Path, record: dict, line: int | None, label: str = "") -> DataError | None:
+    """A DataError when the JSON object named a key twice, else None."""
+    if not isinstance(record, _TwiceKey):
+        return None
+    return DataError(path, f"{label}the object names key {record.key!r} twice", line=line, column=record.key,
+                     expected="unique keys")
 
 
 def _jsonl_records(path: Path, text: str):
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines(): U+2028, U+0085 may sit in a string
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = _loads(line)
         except json.JSONDecodeError as err:
-            yield DataError(path, f"invalid JSON ({err.msg} at character {err.colno})", line=number,
+            hint = " (the file is one JSON list: name it .json)" if number == 1 and line.lstrip()[:1] == "[" else ""
+            yield DataError(path, f"invalid JSON ({err.msg} at character {err.colno}){hint}", line=number,
                             expected="one JSON object per line")
+            continue
+        except ValueError as err:
+            yield DataError(path, str(err), line=number, expected="one JSON object per line")
             continue
         if not isinstance(record, dict):
             yield DataError(path, f"a JSON {type(record).__name__}", line=number, expected="a JSON object")
         else:
-            yield number, record
+            yield _twice(path, record, number) or (number, record)
 
 
 def _json_records(path: Path, text: str):
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(path, f"invalid JSON ({err.msg})", line=err.lineno, expected="a JSON list of objects") from None
+        hint = " (one object per line: name the file .jsonl)" if err.msg == "Extra data" else ""
+        raise DataError(path, f"invalid JSON ({err.msg}){hint}", line=err.lineno,
+                        expected="a JSON list of objects") from None
+    except ValueError as err:
+        raise DataError(path, str(err), expected="a JSON list of objects") from None
     if isinstance(data, dict) and isinstance(data.get("records"), list):
         data = data["records"]
     if not isinstance(data, list):
         raise DataError(path, f"a JSON {type(data).__name__} at the top", line=1, expected="a list of objects")
     for number, record in enumerate(data, 1):
         if isinstance(record, dict):
-            yield number, record
+            yield _twice(path, record, None, f"item {number}: ") or (number, record)
         else:
             yield DataError(path, f"item {number} is a JSON {type(record).__name__}", expected="an object")
 
@@ -158,13 +270,24 @@ def _file_kind(path: Path, kinds: tuple[str, ...]) -> str:
     """The file's type from its extension, or a DataError for a missing file, a directory or another type."""
     if path.is_dir():
         raise DataError(path, "is a directory", expected="a file")
+    if path.is_symlink() and not path.exists():
+        raise DataError(path, f"a link to {os.readlink(path)}, which does not exist", expected="a file")
+    if path.exists() and not path.is_file():
+        raise DataError(path, "not a regular file (a pipe, a socket or a device)", expected="a file")
     if not path.is_file():
-        raise DataError(path, "no such file")
+        raise DataError(path, "no such file" + ("" if path.parent.is_dir() else f" (no folder {path.parent})"))
     kind = path.suffix.lower().lstrip(".")
     if kind not in kinds:
         raise DataError(path, f"unknown file type .{kind}",
                         expected=", ".join(f".{k}" for k in kinds[:-1]) + f" or .{kinds[-1]}")
     return kind
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise DataError(path, f"cannot be read ({err.strerror})") from None
 
 
 def _collect(items, convert, errors: str) -> tuple[list[dict], list[DataError]]:
@@ -197,14 +320,14 @@ def load_records(path: str | Path, schema: Schema, errors: str = "raise", encodi
     if kind == "parquet":
         items = _frame_records(_parquet_frame(path))
     else:
-        text = _decode(path, path.read_bytes(), encoding)
+        text = _decode(path, _read(path), encoding)
         items = (_csv_records if kind == "csv" else _jsonl_records if kind == "jsonl" else _json_records)(path, text)
         if kind == "csv":
             header = next(items)
             missing = [column for column in schema.required if column not in header]
             if missing:
-                raise DataError(path, "the header lacks " + ", ".join(missing), line=1,
-                                expected="columns " + ", ".join(schema.required))
+                raise DataError(path, "the header lacks " + ", ".join(missing) + _delimiter_hint(header, ","),
+                                line=1, expected="columns " + ", ".join(schema.required))
     rows, problems = _collect(items, lambda n, record: _check(path, n, record, schema, kind), errors)
     if not rows and not problems:
         raise DataError(path, "no records", expected="at least one row")
@@ -238,7 +361,8 @@ def _lacks(name: str, wanted: list[tuple[str, str]], columns: list, line: int | 
     checks = ", ".join(f"{param}=" for param, column in guess.items() if not column)
     advice = "; ".join(text for text in (passes and f"pass {passes}", checks and f"check {checks}") if text)
     return DataError(name, f"{what} lacks " + ", ".join(repr(c) for _, c in missing) + "; columns are "
-                     + ", ".join(map(str, columns)) + ": " + advice, line=line, column=missing[0][1])
+                     + ", ".join(map(str, columns)) + ": " + advice + _delimiter_hint(columns, ""), line=line,
+                     column=missing[0][1])
 
 
 def _plain(value):
@@ -303,7 +427,7 @@ def _source(source, encoding: str) -> tuple[str, bool, list | None, Iterable]:
     if kind == "parquet":
         frame = _parquet_frame(path)
         return str(path), False, list(frame.columns), _frame_records(frame)
-    text = _decode(path, path.read_bytes(), encoding)
+    text = _decode(path, _read(path), encoding)
     if not text.strip():
         raise DataError(path, "the file is empty", line=1, expected="a header line" if "sv" in kind else "records")
     if kind in {"csv", "tsv"}:

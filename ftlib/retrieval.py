@@ -26,7 +26,7 @@ LANGS = ("en", "ja")
 FACT_SHEET = env.ROOT / "data" / "company_facts.md"
 SECTIONS = {"en": "## English", "ja": "## 日本語"}
 CONTENT_POS = ("名詞", "動詞", "形容詞", "副詞")  # nouns, verbs, adjectives, adverbs: particles carry grammar
-MASKS = re.compile(r"<[A-Z]+>")  # data.mask_pii's placeholders: no topic in them
+MASKS = re.compile(r"<[A-Z_]+>")  # data.mask_pii's placeholders: no topic in them
 
 
 @cache
