@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from safetensors import SafetensorError, safe_open
 from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
@@ -228,21 +231,55 @@ def history_frame(log_history: list[dict]) -> pd.DataFrame:
     return frame.astype({"step": int})
 
 
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest complete checkpoint in `output_dir`, or None.
+def _unusable(folder: Path) -> str | None:
+    """Why the Trainer cannot resume from checkpoint `folder`, or None when it can."""
+    state = folder / "trainer_state.json"
+    if not state.is_file():  # the Trainer writes it last
+        return "no trainer_state.json: the run was cut off while saving it"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    except (ValueError, KeyError, TypeError) as error:
+        return f"trainer_state.json is cut off or damaged ({type(error).__name__}: {error})"
+    weights = next((folder / name for name in ("adapter_model.safetensors", "model.safetensors")
+                    if (folder / name).exists()), folder / "adapter_model.safetensors")  # LoRA, or full fine-tuning
+    try:
+        with safe_open(str(weights), "pt"):
+            pass
+    except (OSError, SafetensorError) as error:
+        return f"{weights.name} is missing, empty or cut off ({error})"
+    return None
 
-    The Trainer writes trainer_state.json last, so a folder without it was cut off mid-save (a Colab
-    disconnect during a checkpoint); it is skipped with a warning instead of crashing the resume.
+
+def _has_optimizer_state(folder: Path) -> bool:
+    """Whether checkpoint `folder` holds the optimizer's and the scheduler's state (the Trainer loads both or neither).
+    """
+    return all(zipfile.is_zipfile(folder / name) for name in ("optimizer.pt", "scheduler.pt"))  # torch.save's format
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest checkpoint in `output_dir` that training can resume from, or None.
+
+    A checkpoint without a readable trainer_state.json (the Trainer writes it last) or adapter file, cut off by a Colab
+    disconnect or a full disk, is skipped with a warning that names it and says why. So is one without the optimizer's
+    state (optimizer.pt, scheduler.pt) while an older one has it; when none has it, the newest complete one is used
+    and a warning says that the optimizer and the learning-rate schedule start afresh.
     Used by train.train (notebook 03).
     """
     from transformers.trainer_utils import sort_checkpoints
 
+    newest = None  # the newest complete checkpoint, with or without optimizer state
     for folder in reversed(sort_checkpoints(str(output_dir))):  # the Trainer's own order: by step
-        if (Path(folder) / "trainer_state.json").is_file():
+        problem = _unusable(Path(folder))
+        if problem is None and _has_optimizer_state(Path(folder)):
             return folder
-        warnings.warn(f"{folder} is incomplete (the run was cut off while saving it); resuming from an earlier one",
-                      stacklevel=2)
-    return None
+        if problem is None and newest is None:
+            newest = folder
+        why = problem or "no optimizer state (optimizer.pt or scheduler.pt missing or cut off)"
+        warnings.warn(f"{folder} is incomplete ({why}); looking for an earlier checkpoint", stacklevel=2)
+    if newest is not None:
+        warnings.warn(f"no checkpoint in {output_dir} has the optimizer state: resuming from {newest} with a fresh "
+                      "optimizer and learning-rate schedule", stacklevel=2)
+    return newest
 
 
 SUMMARY = "train_summary.json"  # TrainResult.summary() saved next to the adapter: steps, seconds, losses
@@ -339,6 +376,8 @@ def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=
         trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
     output = Path(args.output_dir)
     checkpoint = last_checkpoint(output) if resume else None
+    if resume:
+        print(f"resuming from {checkpoint}" if checkpoint else f"no checkpoint in {output}: training starts at step 0")
     trainer.train(resume_from_checkpoint=checkpoint)
     adapter = output / "adapter"
     trainer.save_model(str(adapter))
@@ -387,6 +426,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    if args.train_rows is not None and args.train_rows < 1:
+        parser.error(f"--train-rows {args.train_rows}: give at least 1")
     if args.data is None:
         dataset, _ = data.prepare(args.lang, args.seed)
     else:
