@@ -17,14 +17,16 @@ Module map, in the order the notebooks meet them (lower layers first; a module i
 | memory | the one door notebook 02 calls: re-exports estimator, measure, published, training_time, calculator | 02 |
 | generate | batched generation (left padding), streaming, speed | 00, 04 |
 | metrics | fact scores, classification, text metrics (Japanese-aware), perplexity, report card, intervals | 03-08 |
+| evaluate_modules | ftlib's metrics as `evaluate` modules, loaded by path offline (no Hub) | 04, 06 |
 | review | the blind side-by-side rating widget, win rate, agreement | 04 |
 | retrieval | TF-IDF retrieval for RAG (Japanese by dictionary words), recall@k | 05 |
-| classify | a classification head + LoRA with the Trainer, the chat model as a classifier | 06 |
+| classify | a classification head + LoRA with the Trainer, a TF-IDF baseline, the chat model as a classifier | 06 |
 | export | checked merge, save with a model card, sizes, adapter switching, publishing | 07, 08 |
 | serve | a FastAPI endpoint | 07 |
 | plots | every chart the notebooks show | all |
 | check | the "Check yourself" exercises, checked offline | all |
-| course | runs every notebook (make course, CI) | - |
+| course | runs every notebook (make course, CI), records their headline results | - |
+| i18n | the Japanese notebooks, generated from the English ones and notebooks/i18n/ja.yaml | - |
 """
 
 __version__ = "0.1.0"

@@ -171,6 +171,68 @@ def test_ask_labels_parses_the_chat_models_replies(tiny):
         classify.ask_labels(model, tok, [])
 
 
+def test_compute_metrics_is_scikit_learns_accuracy_and_macro_f1_through_evaluate():
+    from sklearn.metrics import accuracy_score, f1_score
+    from transformers import EvalPrediction
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(20, 4).numpy(), torch.randint(0, 4, (20,)).numpy()
+    predicted = logits.argmax(-1)
+    assert classify.compute_metrics(EvalPrediction(predictions=logits, label_ids=labels)) == {
+        "accuracy": accuracy_score(labels, predicted),
+        "macro_f1": f1_score(labels, predicted, average="macro", zero_division=0)}
+
+
+def test_scores_carry_n_and_the_wilson_interval_of_accuracy():
+    from ftlib import metrics
+
+    scores = classify.Predictions(["a", "b", "b", "a", "a"], seconds=1.0).scores(["a", "b", "a", "a", "b"])
+    interval = metrics.wilson(3, 5)
+    assert scores["n"] == 5 and scores["accuracy"] == 0.6
+    assert (scores["accuracy low"], scores["accuracy high"]) == (interval.low, interval.high)
+    assert 0 < scores["accuracy low"] < 0.6 < scores["accuracy high"] < 1
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_the_tfidf_baseline_trains_fast_and_beats_chance(lang):
+    ds = classify.intent_dataset(lang)
+    base = classify.tfidf_baseline(ds["train"], ds["test"])
+    scores = base.predictions.scores(ds["test"]["label_name"])
+    # 12 intents: chance is 1/12; the whole 95% interval must lie above it
+    assert scores["accuracy low"] > 1 / len(classify.INTENTS) and scores["accuracy"] >= 0.5, scores
+    assert set(base.predictions.labels) <= set(classify.INTENTS) and scores["n"] == len(ds["test"])
+    assert 0 < base.seconds < 30 and base.predictions.per_second > 0
+    assert base.trainable_params == len(classify.INTENTS) * (len(base.pipeline[0].vocabulary_) + 1)
+    assert "character n-grams" in repr(base)
+
+
+def test_the_tfidf_baseline_takes_dataframes_and_names_a_missing_column(user_data):
+    train, test = user_data["train"].to_pandas(), user_data["test"].to_pandas()
+    base = classify.tfidf_baseline(train.rename(columns={"text": "message"}), test.rename(columns={"text": "message"}),
+                                   text="message")
+    assert set(base.predictions.labels) <= set(USER_LABELS) and len(base.predictions.labels) == len(test)
+    with pytest.raises(ValueError, match="test has no column 'message'"):
+        classify.tfidf_baseline(train.rename(columns={"text": "message"}), test, text="message")
+
+
+def verdict_table(rows: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """A comparison table as notebook 06 builds it: Predictions.scores of `right` correct answers out of n."""
+    return pd.DataFrame({name: classify.Predictions(["x"] * right + ["y"] * (n - right), 1.0).scores(["x"] * n)
+                         for name, (right, n) in rows.items()}).T
+
+
+def test_the_accuracy_verdict_is_decided_by_the_intervals():
+    table = verdict_table({"tfidf": (40, 44), "lora": (38, 44), "chat": (3, 20), "same": (40, 44)})
+    overlap = classify.accuracy_verdict(table, "tfidf", "lora")  # 0.91 vs 0.86: the intervals overlap
+    assert "not distinguishable at this n" in overlap and "more accurate" not in overlap and "n=44" in overlap
+    assert "not distinguishable at this n" in classify.accuracy_verdict(table, "tfidf", "same")  # a tie
+    apart = classify.accuracy_verdict(table, "chat", "lora")
+    assert apart.startswith("lora is more accurate than chat") and "n=20" in apart
+    assert classify.accuracy_verdict(table, "lora", "chat") == apart  # the order of the question does not matter
+    with pytest.raises(ValueError, match="no row 'bert'"):
+        classify.accuracy_verdict(table, "bert", "lora")
+
+
 @pytest.mark.slow
 def test_training_lifts_test_accuracy_far_above_the_untrained_head():
     ds = classify.intent_dataset("en")
