@@ -524,7 +524,7 @@ def _rare_metric(answer: Any) -> bool:
     "07.merge_4bit",
     {"en": "You trained a QLoRA adapter. Into what do you merge it? (a) the 4-bit base it was trained on "
            "(b) the base loaded in 16 bits (c) it cannot be merged",
-     "ja": "QLoRA でアダプタを学習しました。何にマージしますか？ (a) 学習に使った 4-bit のベース "
+     "ja": "QLoRA でアダプターを学習しました。何にマージしますか？ (a) 学習に使った 4-bit のベース "
            "(b) 16 bit で読み込んだベース (c) マージできない"},
     {"en": "Look at the logit differences in section 1's table.", "ja": "1 節の表のロジット差を見てみましょう。"},
     {"en": "(b): merging into 4-bit weights means re-quantizing them, and the model no longer answers as trained.",
@@ -537,7 +537,7 @@ def _merge_4bit(answer: Any) -> bool:
 @exercise(
     "07.base",
     {"en": "A PeftModel holds two adapters. Which peft method (a context manager) answers with the plain base?",
-     "ja": "PeftModel に2つのアダプタがあります。素のベースモデルで答えさせる peft のメソッド"
+     "ja": "PeftModel に2つのアダプターがあります。素のベースモデルで答えさせる peft のメソッド"
            "（コンテキストマネージャ）は？"},
     {"en": "Read export.answer_with's source: help(export.answer_with) or export.answer_with??",
      "ja": "export.answer_with のソースを読んでみましょう（export.answer_with??）。"},

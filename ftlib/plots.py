@@ -151,24 +151,54 @@ def per_class(table: pd.DataFrame, title: str, xlabel: str = "recall", highlight
     return fig
 
 
-def memory_bars(items, title: str | None = None):
-    """Memory components of estimates and measurements side by side: grouped bars, one colour per item, the
-    measurements hatched. Taught in notebook 02.
+def memory_bars(items, title: str | None = None, split: bool | None = None):
+    """Estimates and measurements of training memory side by side, the measurements hatched.
+
+    split=True: one group of bars per component (weights, gradients, optimizer state, activations, overhead).
+    split=False: one pair of bars per set-up, the estimated total beside the measured peak, with the estimate's
+    error. The default splits only when every item is an estimate: a measured peak is one number, and how it divides
+    into components is not observable (on a CPU the resident memory holds the Python and torch runtime; activations
+    are freed during backward and their pages reused for gradients; allocators keep freed memory). Taught in
+    notebook 02.
     """
     items = [items] if isinstance(items, Estimate) else list(items)
+    split = all(item.kind == "estimate" for item in items) if split is None else split
     small = max(item.total for item in items) < GIB
     unit, scale = ("MiB", 2**20) if small else ("GiB", GIB)
+    fmt = "%.0f" if small else "%.2f"
     fig, ax = _figure(8, 3.4)
-    x = np.arange(len(COMPONENTS))
-    width = 0.8 / len(items)
-    for k, item in enumerate(items):
-        values = [getattr(item, c) / scale for c in COMPONENTS]
-        bars = ax.bar(x + (k - (len(items) - 1) / 2) * width, values, width, label=item.label,
-                      hatch="//" if item.kind == "measured" else None, edgecolor="white")
-        ax.bar_label(bars, fmt="%.0f" if small else "%.1f", fontsize=7)
-    ax.set_xticks(x, [c.replace("_", " ") for c in COMPONENTS])
-    ax.set(ylabel=unit, title=title or "Memory by component: estimate vs measurement")
-    ax.legend(fontsize=8)
+    if split:
+        x = np.arange(len(COMPONENTS))
+        width = 0.8 / len(items)
+        for k, item in enumerate(items):
+            values = [getattr(item, c) / scale for c in COMPONENTS]
+            bars = ax.bar(x + (k - (len(items) - 1) / 2) * width, values, width, label=item.label,
+                          hatch="//" if item.kind == "measured" else None, edgecolor="white")
+            ax.bar_label(bars, fmt=fmt, fontsize=7)
+        ax.set_xticks(x, [c.replace("_", " ") for c in COMPONENTS])
+        ax.set(ylabel=unit, title=title or "Memory by component (estimates)")
+        ax.legend(fontsize=8)
+        return fig
+    setups = list(dict.fromkeys(item.label.rsplit(" (", 1)[0] for item in items))
+    one_model = len({(item.model, item.max_length, item.batch) for item in items}) == 1
+    x = np.arange(len(setups))
+    totals: dict[tuple[str, str], float] = {}
+    for k, (kind, colour) in enumerate((("estimate", "#4c72b0"), ("measured", "#dd8452"))):
+        mine = {item.label.rsplit(" (", 1)[0]: item.total / scale for item in items if item.kind == kind}
+        totals |= {(setup, kind): value for setup, value in mine.items()}
+        at = [i for i, setup in enumerate(setups) if setup in mine]
+        bars = ax.bar(x[at] + (k - 0.5) * 0.38, [mine[setups[i]] for i in at], 0.36, color=colour, edgecolor="white",
+                      label=kind if kind == "estimate" else "measured peak", hatch="//" if kind == "measured" else None)
+        ax.bar_label(bars, fmt=fmt, fontsize=8)
+    for i, setup in enumerate(setups):
+        if (setup, "estimate") in totals and (setup, "measured") in totals:
+            error = totals[setup, "estimate"] / totals[setup, "measured"] - 1
+            top = max(totals[setup, "estimate"], totals[setup, "measured"])
+            ax.text(i, top * 1.1, f"estimate {error:+.0%}", ha="center", fontsize=8)
+    ax.set_xticks(x, [setup.split(" ")[1] if one_model else setup for setup in setups])
+    ax.set_ylim(0, max(totals.values()) * 1.25)
+    ax.set(ylabel=unit, title=title or "Training memory: estimated total vs measured peak")
+    ax.legend(fontsize=8, loc="upper right")
     return fig
 
 
@@ -192,4 +222,28 @@ def memory_breakdown(est: Estimate, gib: float = T4_GIB):
     ax.set(xlim=(0, max(left, gib) * 1.08), yticks=[], xlabel="GiB", title=est.title)
     ax.title.set_fontsize(9)
     ax.legend(ncols=5, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.55), frameon=False)
+    return fig
+
+
+def before_after(changes: dict, metric: str = "fact hit rate"):
+    """Before and after bars with their 95% intervals, one pair per question set (metrics.Comparison's
+    before_interval / after_interval), each value written beside its bar. Taught in notebook 03.
+    """
+    import numpy as np
+
+    names = list(changes)
+    fig, ax = _figure(7, 0.9 * len(names) + 1.2)
+    y = np.arange(len(names))
+    for k, (side, color) in enumerate((("before", "#999999"), ("after", "#4c72b0"))):
+        est = [getattr(changes[name], f"{side}_interval") for name in names]
+        values = np.array([e.value for e in est])
+        pos = y + (k - 0.5) * 0.38
+        ax.barh(pos, values, 0.36, color=color, label=side, capsize=3,
+                xerr=[values - [e.low for e in est], [e.high for e in est] - values])
+        for p, e in zip(pos, est, strict=True):
+            ax.text(e.high + 0.01, p, f"{e.value:.2f}", va="center", fontsize=8)
+    ax.set_yticks(y, [f"{name} (n={changes[name].n})" for name in names])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.12), xlabel=f"{metric}; the line on each bar: its 95% interval")
+    ax.legend(loc="lower right", fontsize=8)
     return fig

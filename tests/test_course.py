@@ -1,5 +1,7 @@
 """The course runner, and the course itself: every notebook executes top to bottom."""
 
+import json
+
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
@@ -58,12 +60,29 @@ def test_show_tagged_cells_are_echoed(tmp_path, capsys):
     assert "the model says hi" in out and "hidden" not in out
 
 
+def test_record_keeps_each_notebooks_measurements_with_their_intervals(tmp_path, monkeypatch):
+    from ftlib import metrics
+
+    monkeypatch.setenv(course.RESULTS, str(tmp_path / "course_results.json"))
+    course.record("03", lang="en", fact_hit_before=metrics.wilson(0, 60), fact_hit_after=metrics.wilson(42, 60))
+    course.record("05", verdict="not distinguishable at this n")
+    course.record("03", lang="ja")  # a later record adds to, and overwrites within, the notebook's entry
+    saved = json.loads((tmp_path / "course_results.json").read_text())
+    assert saved["03"]["lang"] == "ja" and saved["05"] == {"verdict": "not distinguishable at this n"}
+    assert saved["03"]["fact_hit_after"] == {"value": 0.7, "low": pytest.approx(0.574, abs=1e-3),
+                                             "high": pytest.approx(0.801, abs=1e-3), "n": 60}
+
+
 @pytest.mark.slow
 def test_every_course_notebook_executes(tmp_path):
     results = course.run(parameters=SMOKE, build=tmp_path)
     assert results and all(r.status == "ok" for r in results), [r.error for r in results if r.error]
     assert {r.notebook for r in results} == {p.name for p in course.notebooks()}
     assert (tmp_path / "course_report.md").exists()
+    headline = json.loads((tmp_path / "course_results.json").read_text())["03"]
+    for key in ("fact_hit_before", "fact_hit_after"):
+        assert headline[key].keys() == {"value", "low", "high", "n"}
+        assert 0 <= headline[key]["low"] <= headline[key]["value"] <= headline[key]["high"] <= 1
 
 
 @pytest.mark.slow
