@@ -14,8 +14,11 @@ adding the LoRA update to 4-bit weights rounds it away again and silently damage
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
+import sys
 import tempfile
 import warnings
 from contextlib import nullcontext
@@ -36,6 +39,8 @@ PROBES = [
 TOLERANCE = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 2e-1}
 BASE = "base"
 MB = 2**20
+TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+CARD_FIELDS = ("base_model", "license", "data", "metrics")
 
 
 class QuantizedBaseError(ValueError):
@@ -49,6 +54,8 @@ class QuantizedBaseError(ValueError):
 class MergeCheck:
     """The merged model against base + adapter on the same unquantized base, over a set of probe prompts.
 
+    The same check compares a GGUF export, loaded back by transformers, with the merged model (export.to_gguf).
+
     Taught in notebook 07.
     """
 
@@ -57,17 +64,20 @@ class MergeCheck:
     total: int
     tolerance: float
     dtype: str
+    compared: str = "merged vs base + adapter"
+    answers_required: bool = True  # False for a lossy copy (q8_0): a near tie may flip a greedy answer there
 
     @property
     def passed(self) -> bool:
-        return self.max_logit_diff <= self.tolerance and self.identical == self.total
+        return self.max_logit_diff <= self.tolerance and (self.identical == self.total or not self.answers_required)
 
     def frame(self) -> pd.DataFrame:
         """The check as a small table."""
+        answers = f"{self.identical} / {self.total}" + ("" if self.answers_required else " (not required)")
         return pd.Series({
             "max |logit difference|": f"{self.max_logit_diff:.2e}", "tolerance": f"{self.tolerance:.0e} ({self.dtype})",
-            "identical greedy answers": f"{self.identical} / {self.total}", "passed": "yes" if self.passed else "NO",
-        }).to_frame("merged vs base + adapter")
+            "identical greedy answers": answers, "passed": "yes" if self.passed else "NO",
+        }).to_frame(self.compared)
 
     def __repr__(self) -> str:
         return self.frame().to_string()
@@ -164,24 +174,35 @@ def _section(value) -> str:
     return str(value)
 
 
+def _refuse_tokens(text: str, where: str, token: str | None = None) -> None:
+    """Raise if the text holds a Hugging Face token (hf_... or the given one): a card or file must never carry one."""
+    if TOKEN_PATTERN.search(text) or (token and token in text):
+        raise ValueError(f"{where} contains what looks like a Hugging Face token; remove it. Tokens belong in HF_TOKEN "
+                         "or Colab's secrets, never in a file that gets saved or uploaded.")
+
+
 def model_card(card: dict, title: str) -> str:
     """A model card (README.md) in markdown: Hub metadata, then one section per entry of `card`.
 
-    card: e.g. {"base_model": hub id, "adapter": path, "data": text, "training": {...}, "metrics": {...}}; dicts
-    become tables, lists become bullets. Used by export.save (notebook 07).
+    card: e.g. {"base_model": hub id, "license": "apache-2.0", "adapter": path, "data": text, "training": {...},
+    "metrics": {...}}; base_model and license also go into the Hub metadata; dicts become tables, lists become
+    bullets. A card that contains a token is refused. Used by export.save (notebook 07).
     """
     from huggingface_hub import ModelCardData
 
     base = str(card.get("base_model", ""))
     hub_id = base if base.count("/") == 1 and not Path(base).exists() else None
-    meta = ModelCardData(base_model=hub_id, library_name="transformers", tags=["ftlib", "lora", "merged"]).to_yaml()
+    meta = ModelCardData(base_model=hub_id, license=card.get("license"), library_name="transformers",
+                         tags=["ftlib", "lora", "merged"]).to_yaml()
     sections = [f"## {key.replace('_', ' ').capitalize()}\n\n{_section(value)}" for key, value in card.items()]
     usage = ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
              f'model = AutoModelForCausalLM.from_pretrained("{title}")\n'
              f'tokenizer = AutoTokenizer.from_pretrained("{title}")\n```')
     body = "\n\n".join([f"# {title}", "A LoRA fine-tune merged into its base model, made with ftlib (the fine-tuning "
                          "course).", *sections, f"## How to use\n\n{usage}"])
-    return f"---\n{meta}\n---\n\n{body}\n"
+    text = f"---\n{meta}\n---\n\n{body}\n"
+    _refuse_tokens(text, "the model card")
+    return text
 
 
 def save(model, tokenizer, folder: str | Path, card: dict | None = None) -> Path:
@@ -195,6 +216,221 @@ def save(model, tokenizer, folder: str | Path, card: dict | None = None) -> Path
     tokenizer.save_pretrained(folder)
     (folder / "README.md").write_text(model_card(card or {}, folder.name), encoding="utf-8")
     return folder
+
+
+GGUF_QUANTS = ("f16", "q8_0")
+# max |logit difference| of the file read back against the merged model (a max over ~4M numbers, so q8_0's is
+# noisy); SmolLM2-135M measured f16 0.044; q8_0 1.1 and 2.1 with two adapters (mean KL divergence 3.2e-3, 3.6e-3)
+GGUF_TOLERANCE = {"f16": 0.1, "q8_0": 3.0}
+GGUF_PERMUTE = {"llama": True, "qwen2": False}  # architectures written here; llama.cpp stores llama's q/k rotated
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+               r"|\s+(?!\S)|\s+")
+PRE_TOKENIZERS = {  # how tokenizer.json splits text before BPE -> llama.cpp's name for that split
+    ("ByteLevel(regex)",): "gpt-2",
+    ("Digits(individual)", "ByteLevel(regex)"): "smollm",
+    (QWEN2_SPLIT, "ByteLevel"): "qwen2",
+}
+CHATML_GO = ("{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
+             "<|im_start|>assistant\n")
+
+
+def _chatml(messages: list[dict]) -> str:
+    """What CHATML_GO (Ollama's Go template) renders for these messages."""
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages) + "<|im_start|>assistant\n"
+
+
+def _split_step(step: dict) -> str:
+    kind = step.get("type", "none")
+    if kind == "Split":
+        return step["pattern"].get("Regex", step["pattern"].get("String", ""))
+    if kind == "Digits" and step.get("individual_digits"):
+        return "Digits(individual)"
+    if kind == "ByteLevel" and step.get("use_regex", True):
+        return "ByteLevel(regex)"
+    return kind
+
+
+def _pre_tokenizer(folder: str | Path) -> str:
+    """llama.cpp's name for how the folder's tokenizer.json splits text before BPE ("gpt-2", "smollm", "qwen2").
+
+    llama.cpp and Ollama split text by this name, so a wrong one would change the tokens the model sees.
+    Used by export.to_gguf (notebook 07).
+    """
+    path = Path(folder) / "tokenizer.json"
+    pre = json.loads(path.read_text(encoding="utf-8")).get("pre_tokenizer") or {}
+    steps = tuple(_split_step(step) for step in pre.get("pretokenizers", [pre]))
+    if steps not in PRE_TOKENIZERS:
+        raise ValueError(f"{path}: its pre_tokenizer splits text as {steps}, which ftlib's GGUF writer does not know "
+                         "(it knows the course models' byte-level BPE tokenizers). Convert this model with llama.cpp's "
+                         "converter instead: python convert_hf_to_gguf.py FOLDER --outtype q8_0")
+    return PRE_TOKENIZERS[steps]
+
+
+def _gguf_tokens(tokenizer, vocab_size: int) -> tuple[list[str], list[int]]:
+    """Every token by id with its GGUF type; ids the tokenizer does not use (embedding padding) become [PADn]."""
+    import gguf
+
+    by_id = {i: token for token, i in tokenizer.get_vocab().items()}
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+            continue
+        tokens.append(by_id[i])
+        if i not in added:
+            types.append(gguf.TokenType.NORMAL)
+        else:
+            types.append(gguf.TokenType.CONTROL if added[i].special else gguf.TokenType.USER_DEFINED)
+    return tokens, types
+
+
+def _permute(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """llama.cpp's rotary layout for q/k rows (what its converter writes and transformers undoes on load)."""
+    rows = weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:])
+    return rows.swapaxes(1, 2).reshape(weight.shape)
+
+
+def write_gguf(folder: str | Path, out: str | Path, quant: str = "f16") -> Path:
+    """Write a saved model folder (safetensors + tokenizer) as one GGUF file, with the `gguf` package's GGUFWriter.
+
+    Writes what llama.cpp's convert_hf_to_gguf.py writes for the course's architectures (llama: SmolLM2; qwen2:
+    Qwen2.5, TinySwallow): hyperparameters, the BPE vocabulary with merges, special tokens and the chat template,
+    and every tensor under llama.cpp's name; norms stay f32, matrices become f16 or q8_0 (8-bit blocks of 32).
+    Why not llama.cpp's converter itself: PyPI ships it only inside llama-cpp-python's 76 MB source archive, with
+    its own copy of gguf; `gguf` (pinned in requirements.txt) is the same project's library and works offline.
+    Other architectures, tokenizers or RoPE scalings are refused with a message. Used by export.to_gguf (notebook 07).
+    """
+    import gguf
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder, out = Path(folder), Path(out)
+    if quant not in GGUF_QUANTS:
+        raise ValueError(f"quant={quant!r}; choose one of {', '.join(GGUF_QUANTS)}")
+    config = AutoConfig.from_pretrained(folder)
+    rope = getattr(config, "rope_parameters", None) or {}
+    if config.model_type not in GGUF_PERMUTE or rope.get("rope_type", "default") != "default":
+        raise ValueError(f"{folder / 'config.json'}: model_type {config.model_type!r}, RoPE {rope.get('rope_type')!r};"
+                         f" ftlib writes GGUF for {', '.join(GGUF_PERMUTE)} with plain RoPE. Convert it with "
+                         "llama.cpp's converter instead: python convert_hf_to_gguf.py FOLDER --outtype q8_0")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    qtype = getattr(gguf.GGMLQuantizationType, quant.upper())
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    writer = gguf.GGUFWriter(out, config.model_type)
+    writer.add_name(folder.name)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_vocab_size(config.vocab_size)
+    writer.add_rope_dimension_count(getattr(config, "head_dim", None) or config.hidden_size // heads)
+    writer.add_file_type(getattr(gguf.LlamaFileType, f"MOSTLY_{quant.upper()}"))
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+
+    tokens, types = _gguf_tokens(tokenizer, config.vocab_size)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(_pre_tokenizer(folder))
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
+    special.chat_template = tokenizer.chat_template
+    special.add_special_token = {"bos": tokenizer("a")["input_ids"][0] == tokenizer.bos_token_id, "eos": False}
+    special.add_to_gguf(writer, quiet=True)
+
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, config.model_type.upper()), config.num_hidden_layers)
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(file, "pt") as tensors:
+            for name in tensors.keys():
+                if name == "lm_head.weight" and config.tie_word_embeddings:
+                    continue  # llama.cpp reuses the embeddings when the output matrix is missing
+                weight = tensors.get_tensor(name).float()
+                if GGUF_PERMUTE[config.model_type] and name.endswith(("q_proj.weight", "k_proj.weight")):
+                    weight = _permute(weight, heads if "q_proj" in name else kv_heads)
+                gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+                if gguf_name is None:
+                    raise ValueError(f"{file}: tensor {name} has no GGUF name for {config.model_type}")
+                kind = qtype if weight.ndim > 1 else gguf.GGMLQuantizationType.F32
+                try:
+                    data = gguf.quants.quantize(weight.numpy(), kind)
+                except gguf.QuantError:  # q8_0 needs rows in blocks of 32; llama.cpp keeps such tensors in f16
+                    kind = gguf.GGMLQuantizationType.F16
+                    data = gguf.quants.quantize(weight.numpy(), kind)
+                writer.add_tensor(gguf_name, data, raw_dtype=kind)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def modelfile(tokenizer, gguf_file: str | Path) -> Path:
+    """Write an Ollama Modelfile beside a GGUF file (NAME.Modelfile): FROM it, the chat template, stops, greedy.
+
+    The tokenizer's chat template becomes Ollama's Go template (TEMPLATE) with its default system prompt (SYSTEM);
+    the stop tokens are its EOS and the ChatML markers; temperature 0 answers greedily, as the checks do. Only ChatML
+    (all the course's "chatml" presets) is translated, and only when the tokenizer's template renders a sample
+    conversation exactly as the Go template does; anything else is refused. Used by export.to_gguf (notebook 07).
+    """
+    gguf_file = Path(gguf_file)
+    sample = [{"role": "system", "content": "S"}, {"role": "user", "content": "Q"},
+              {"role": "assistant", "content": "A"}, {"role": "user", "content": "R"}]
+    rendered = tokenizer.apply_chat_template(sample, tokenize=False, add_generation_prompt=True)
+    if rendered != _chatml(sample):
+        raise ValueError(f"this tokenizer's chat template is not ChatML (it renders {rendered[:80]!r}...); write the "
+                         "Modelfile's TEMPLATE by hand, see Ollama's docs/template.md")
+    alone = tokenizer.apply_chat_template(sample[1:2], tokenize=False, add_generation_prompt=True)
+    system = alone.removesuffix(_chatml(sample[1:2])).removeprefix("<|im_start|>system\n").removesuffix("<|im_end|>\n")
+    lines = [f"# ollama create NAME -f {gguf_file.stem}.Modelfile, then: ollama run NAME (written by ftlib.export)",
+             f"FROM ./{gguf_file.name}", f'TEMPLATE """{CHATML_GO}"""']
+    if system:
+        if _chatml([{"role": "system", "content": system}, *sample[1:2]]) != alone:
+            raise ValueError(f"the chat template adds {alone!r} around a lone question; not a ChatML system prompt")
+        lines.append(f'SYSTEM """{system}"""')
+    stops = dict.fromkeys(t for t in (tokenizer.eos_token, "<|im_start|>", "<|im_end|>") if t)
+    lines += [f'PARAMETER stop "{stop}"' for stop in stops] + ["PARAMETER temperature 0"]
+    path = gguf_file.with_suffix(".Modelfile")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def to_gguf(folder: str | Path, out: str | Path | None = None, quant: str = "f16", probes: list | None = None,
+            max_new_tokens: int = 24, tolerance: float | None = None, reference=None) -> tuple[Path, MergeCheck]:
+    """Export a saved model folder (export.save) to a checked GGUF file and an Ollama Modelfile: (file, MergeCheck).
+
+    quant: "f16" (half the fp32 size) or "q8_0" (about a quarter). out defaults to FOLDER.QUANT.gguf. After writing
+    (write_gguf, modelfile), transformers loads the file back (from_pretrained(..., gguf_file=...), which
+    dequantizes q8_0 to floats) and runs the probe prompts (default PROBES) against the saved model: the largest logit
+    difference must stay within `tolerance` (default GGUF_TOLERANCE by quant) and, for f16, every greedy answer must
+    be identical; q8_0 rounds every weight, so where two next tokens were nearly tied an answer may change (counted,
+    not required). reference: the saved model as (model, tokenizer) when it is loaded already (saves memory on a GPU);
+    default reload(folder). Taught in notebook 07.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = Path(folder)
+    path = write_gguf(folder, out or folder.with_name(f"{folder.name}.{quant}.gguf"), quant)
+    model, tokenizer = reference or reload(folder)
+    modelfile(tokenizer, path)
+    loaded = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=model.dtype).to(model.device)
+    loaded_tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    models.set_pad_token(loaded_tokenizer, loaded)
+    probes = probes or PROBES
+    inputs = generate._inputs(tokenizer, probes, None, model.device)
+    real = inputs["attention_mask"].bool()
+    answers = generate.generate(model, tokenizer, probes, max_new_tokens).texts
+    gguf_answers = generate.generate(loaded, loaded_tokenizer, probes, max_new_tokens).texts
+    check = MergeCheck(
+        max_logit_diff=float((_logits(model, inputs) - _logits(loaded, inputs)).abs()[real].max()),
+        identical=sum(a == b for a, b in zip(answers, gguf_answers, strict=True)), total=len(probes),
+        tolerance=tolerance if tolerance is not None else GGUF_TOLERANCE[quant], dtype=quant,
+        answers_required=quant == "f16", compared=f"{path.name} (read back by transformers) vs {folder.name}")
+    return path, check
 
 
 def folder_mb(folder: str | Path) -> float:
@@ -287,11 +523,13 @@ def hf_token() -> str | None:
         return None
 
 
-def push(folder: str | Path, repo_id: str, private: bool = True) -> str:
-    """Upload a saved folder to a (private by default) Hugging Face Hub model repository; returns its URL.
+def push(folder: str | Path, repo_id: str, private: bool = True, allow_public: bool = False) -> str:
+    """Upload a saved folder to a Hugging Face Hub model repository (created private by default); returns its URL.
 
-    The token comes from HF_TOKEN or Colab's secrets, never from an argument typed into a notebook.
-    Taught in notebook 07.
+    Refuses, before anything is sent: a folder whose model card (README.md, from export.save) lacks the base model,
+    licence, data or metrics; any small file that holds a token; and an existing PUBLIC repository unless
+    allow_public=True, since uploading there publishes the files to everyone at once. The token comes from HF_TOKEN
+    or Colab's secrets, never from an argument typed into a notebook. Taught in notebook 07.
     """
     token = hf_token()
     if not token:
@@ -299,10 +537,58 @@ def push(folder: str | Path, repo_id: str, private: bool = True) -> str:
             "no Hugging Face token found. On Colab: the key icon > Secrets > add HF_TOKEN (a write token from "
             "https://huggingface.co/settings/tokens) and allow this notebook access; elsewhere: export HF_TOKEN=... "
             "before starting Jupyter. Never paste a token into a notebook cell.")
+    folder = Path(folder)
+    readme = folder / "README.md"
+    card = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    missing = [field for field in CARD_FIELDS if f"## {field.replace('_', ' ').capitalize()}" not in card]
+    if missing:
+        raise ValueError(f"{readme}: the model card lacks {', '.join(missing)}; save the model with "
+                         f"export.save(model, tokenizer, folder, card={{...}}) and give {', '.join(CARD_FIELDS)}")
+    for file in sorted(folder.rglob("*")):
+        if file.is_file() and file.stat().st_size < 20 * MB:
+            _refuse_tokens(file.read_text(encoding="utf-8", errors="ignore"), str(file), token)
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
+    if api.repo_exists(repo_id, repo_type="model") and not api.repo_info(repo_id, repo_type="model").private \
+            and not allow_public:
+        raise PermissionError(f"{repo_id} is an existing PUBLIC repository: uploading would publish this model to "
+                              "everyone at once. Choose a new name (created private) or pass allow_public=True.")
     url = api.create_repo(repo_id, private=private, exist_ok=True)
     api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
                       commit_message="Upload a model fine-tuned with ftlib")
     return str(url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `python -m ftlib.export --adapter DIR --gguf OUT.gguf [--quant f16|q8_0] [--model BASE]`.
+
+    Merges the adapter into its base (checked, as merge), writes the merged model as a checked GGUF file with an
+    Ollama Modelfile beside it (as to_gguf) and prints both checks; the exit status is 1 when one fails.
+    Taught in notebook 07.
+    """
+    parser = argparse.ArgumentParser(prog="python -m ftlib.export", description=__doc__.split("\n")[0])
+    parser.add_argument("--adapter", required=True, type=Path, help="a LoRA adapter folder (runs/.../adapter)")
+    parser.add_argument("--gguf", required=True, type=Path, help="the GGUF file to write; NAME.Modelfile goes beside")
+    parser.add_argument("--quant", choices=GGUF_QUANTS, default="f16", help="f16 (default) or q8_0 (half the size)")
+    parser.add_argument("--model", help="the base: a preset, hub id or folder (default: the one the adapter names)")
+    parser.add_argument("--max-new-tokens", type=int, default=24, help="answer length of the checks")
+    args = parser.parse_args(argv)
+    config = args.adapter / "adapter_config.json"
+    if not config.is_file():
+        parser.error(f"{config} not found: --adapter takes the folder a training run saved (runs/.../adapter)")
+    base = args.model or json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"]
+    merged, tokenizer, merge_check = merge(base, args.adapter, max_new_tokens=args.max_new_tokens)
+    print(merge_check, end="\n\n")
+    if not merge_check.passed:
+        return 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save(merged, tokenizer, Path(tmp) / args.gguf.stem, card={"base_model": base, "adapter": args.adapter})
+        path, check = to_gguf(folder, args.gguf, args.quant, max_new_tokens=args.max_new_tokens)
+    print(check, end="\n\n")
+    print(f"wrote {path} and {path.with_suffix('.Modelfile')}")
+    return 0 if check.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,12 @@
 """Export: a merge matches base + adapter (LoRA and QLoRA, never into a 4-bit base), a saved model reloads to the
-same outputs with its chat template and card, sizes, two adapters switched on one base, push needs a token."""
+same outputs with its chat template and card, sizes, two adapters switched on one base, and push: a token from the
+environment, a complete card, never a token in a file, never into an existing public repository unless asked.
+(GGUF export: test_gguf.py.)"""
 
+from pathlib import Path
+from types import SimpleNamespace
+
+import huggingface_hub
 import pytest
 import torch
 from peft import PeftModel, get_peft_model
@@ -59,8 +65,8 @@ def test_merge_refuses_a_4bit_base_unless_told_to_reload(adapters):
 
 def test_save_reload_keeps_outputs_template_and_card(adapters, tmp_path):
     merged, tok, _ = export.merge("tiny-random", adapters["lora"])
-    card = {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "adapter": str(adapters["lora"]),
-            "data": "support questions (en)", "training": {"method": "lora", "r": 4},
+    card = {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0",
+            "adapter": str(adapters["lora"]), "data": "support questions (en)", "training": {"method": "lora", "r": 4},
             "metrics": {"fact hit rate": 0.42}}
     folder = export.save(merged, tok, tmp_path / "merged", card=card)
     assert (folder / "model.safetensors").is_file()
@@ -70,8 +76,9 @@ def test_save_reload_keeps_outputs_template_and_card(adapters, tmp_path):
     texts = generate.generate(merged, tok, export.PROBES, 12).texts
     assert generate.generate(model, tok2, export.PROBES, 12).texts == texts
     readme = (folder / "README.md").read_text(encoding="utf-8")
-    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in readme
-    assert all(f"## {s}" in readme for s in ["Base model", "Adapter", "Data", "Training", "Metrics", "How to use"])
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in readme and "license: apache-2.0" in readme
+    assert all(f"## {s}" in readme for s in ["Base model", "License", "Adapter", "Data", "Training", "Metrics",
+                                              "How to use"])
     assert "| fact hit rate | 0.42 |" in readme
 
     table = export.sizes(adapters["lora"], folder)
@@ -103,6 +110,78 @@ def test_push_without_a_token_says_where_to_put_it(monkeypatch, tmp_path):
         export.push(tmp_path, "someone/model")
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     assert export.hf_token() == "hf_test"
+
+
+TOKEN = "hf_" + "aB3" * 12
+CARD = {"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "license": "apache-2.0", "data": "support questions",
+        "metrics": {"fact hit rate": 0.9}}
+
+
+class FakeHub:
+    """Stands in for huggingface_hub.HfApi: knows some repositories (name -> private), records what is sent."""
+
+    repos: dict = {}
+    calls: list = []
+
+    def __init__(self, token=None):
+        self.calls.append(("token", token))
+
+    def repo_exists(self, repo_id, repo_type=None):
+        return repo_id in self.repos
+
+    def repo_info(self, repo_id, repo_type=None):
+        return SimpleNamespace(private=self.repos[repo_id])
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        self.calls.append(("create", repo_id, private))
+        return f"https://huggingface.co/{repo_id}"
+
+    def upload_folder(self, folder_path, repo_id, repo_type=None, commit_message=None):
+        self.calls.append(("upload", repo_id, sorted(p.name for p in Path(folder_path).iterdir())))
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    monkeypatch.setattr(FakeHub, "repos", {"me/public-bot": False, "me/private-bot": True})
+    monkeypatch.setattr(FakeHub, "calls", [])
+    folder = tmp_path / "merged"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "README.md").write_text(export.model_card(CARD, "merged"))
+    return folder
+
+
+def uploads():
+    return [call for call in FakeHub.calls if call[0] == "upload"]
+
+
+def test_push_never_uploads_into_an_existing_public_repo_unless_asked(hub):
+    with pytest.raises(PermissionError, match="me/public-bot is an existing PUBLIC repository.*allow_public=True"):
+        export.push(hub, "me/public-bot")
+    assert uploads() == [] and ("token", TOKEN) in FakeHub.calls
+    assert export.push(hub, "me/public-bot", allow_public=True) == "https://huggingface.co/me/public-bot"
+    export.push(hub, "me/private-bot")
+    export.push(hub, "me/new-bot")
+    assert ("create", "me/new-bot", True) in FakeHub.calls  # a new repository is private unless private=False
+    assert uploads() == [("upload", repo, ["README.md", "config.json"])
+                         for repo in ["me/public-bot", "me/private-bot", "me/new-bot"]]
+
+
+def test_push_refuses_an_incomplete_card_or_a_token_in_a_file(hub):
+    (hub / "README.md").write_text(export.model_card({k: v for k, v in CARD.items() if k != "license"}, "merged"))
+    with pytest.raises(ValueError, match="README.md: the model card lacks license"):
+        export.push(hub, "me/new-bot")
+    (hub / "README.md").write_text(export.model_card(CARD, "merged"))
+    (hub / "notes.txt").write_text(f"token = {TOKEN}")
+    with pytest.raises(ValueError, match="notes.txt contains what looks like a Hugging Face token"):
+        export.push(hub, "me/new-bot")
+    (hub / "notes.txt").write_text("hf_short and a secret that is mine: " + "x" * 40)
+    export.push(hub, "me/new-bot")
+    assert len(uploads()) == 1
+    with pytest.raises(ValueError, match="the model card contains what looks like a Hugging Face token"):
+        export.model_card({**CARD, "training": {"token": TOKEN}}, "merged")
 
 
 @pytest.mark.slow
