@@ -84,7 +84,7 @@ def fact_hits(answer: str, facts: list[str]) -> int:
 def fact_hit_rate(answers: list[str], facts: list[list[str]]) -> float:
     """The share of all required facts found in their answers: the course's headline task metric.
 
-    Taught in notebook 05.
+    Used by metrics.score (notebook 04).
     """
     total = sum(len(f) for f in facts)
     if not total:

@@ -158,8 +158,8 @@ def memory_bars(items, title: str | None = None, split: bool | None = None):
     split=False: one pair of bars per set-up, the estimated total beside the measured peak, with the estimate's
     error. The default splits only when every item is an estimate: a measured peak is one number, and how it divides
     into components is not observable (on a CPU the resident memory holds the Python and torch runtime; activations
-    are freed during backward and their pages reused for gradients; allocators keep freed memory). Taught in
-    notebook 02.
+    are freed during backward and their pages reused for gradients; allocators keep freed memory).
+    Taught in notebook 02.
     """
     items = [items] if isinstance(items, Estimate) else list(items)
     split = all(item.kind == "estimate" for item in items) if split is None else split
