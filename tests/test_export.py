@@ -3,6 +3,7 @@ same outputs with its chat template and card, sizes, two adapters switched on on
 environment, a complete card, never a token in a file, never into an existing public repository unless asked.
 (GGUF export: test_gguf.py.)"""
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -191,3 +192,25 @@ def test_smollm2_merge_matches_base_plus_adapter(smollm2, tmp_path):
     assert check.passed and check.identical == check.total == 2, check
     weight = merged.model.layers[0].self_attn.q_proj.weight
     assert (weight - smollm2[0].model.layers[0].self_attn.q_proj.weight).abs().max() > 1e-3  # the adapter was merged
+
+
+def test_merge_reads_the_base_from_the_adapter_and_refuses_another(adapters, tmp_path):
+    recorded = export.adapter_base(adapters["lora"])
+    assert Path(recorded).name == "tiny-random"
+    assert export.base_for(adapters["lora"], "auto") == "tiny-random"  # "auto" never re-decides the base
+    assert export.base_for(adapters["lora"], "tiny-random") == "tiny-random"
+    merged, _, check = export.merge("auto", adapters["lora"])
+    assert check.passed
+    # a Japanese adapter of the GPU default, merged with "auto" on a machine that picks another model
+    config = json.loads((adapters["ja"] / "adapter_config.json").read_text())
+    foreign = tmp_path / "ja"
+    foreign.mkdir()
+    (foreign / "adapter_config.json").write_text(json.dumps(config | {
+        "base_model_name_or_path": "SakanaAI/TinySwallow-1.5B-Instruct"}))
+    assert export.base_for(foreign, "auto") == "SakanaAI/TinySwallow-1.5B-Instruct"
+    assert export.base_for(foreign, "tinyswallow-1.5b") == "tinyswallow-1.5b"
+    for wrong in ("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct", "tiny-random"):
+        with pytest.raises(export.BaseMismatchError, match="trained on SakanaAI/TinySwallow-1.5B-Instruct, not on"):
+            export.merge(wrong, foreign)
+    with pytest.raises(FileNotFoundError, match="no adapter_config.json"):
+        export.adapter_base(tmp_path)
