@@ -173,8 +173,8 @@ def merge(base, adapter: str | Path, probes: list | None = None, max_new_tokens:
     base: "auto" (the base the adapter's config records), a preset name, hub id or saved folder (loaded
     unquantized: fp32 on a CPU, 16-bit on a GPU; one that is not the adapter's recorded base is refused with
     BaseMismatchError), or a loaded (model, tokenizer) pair, which is merged in place. A base loaded in 4 or 8
-    bits is refused: merging into quantized weights rounds the adapter's update away. reload_quantized=True reloads it unquantized from
-    model.config.name_or_path instead (with a warning).
+    bits is refused: merging into quantized weights rounds the adapter's update away. reload_quantized=True
+    reloads it unquantized from model.config.name_or_path instead (with a warning).
     The check runs the probe prompts (default PROBES) through base + adapter before merging and through the
     merged model after: the largest logit difference must stay within `tolerance` (default by dtype: 1e-3 in
     fp32) and every greedy answer must be identical. Taught in notebook 07.
