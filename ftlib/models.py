@@ -69,8 +69,15 @@ def presets():
 def resolve(name: str = "auto", lang: str = "en") -> Preset:
     """The preset for `name`; "auto" is smollm2-135m without a GPU and a hub model (for `lang`) with one.
 
-    Taught in notebook 00.
+    A hub id ("owner/model") gives the preset of that hub id, or, for any other model, a row that names it and
+    points to its model card for what the table would say (languages, licence). Taught in notebook 00.
     """
+    if "/" in name:
+        known = next((preset for preset in PRESETS.values() if preset.hub_id == name), None)
+        card = f"see https://huggingface.co/{name}"
+        return known or Preset(name=name, hub_id=name, languages=card, template="its own chat template",
+                               params_b=float("nan"), lora_targets=("all-linear",), license=card, gated=False,
+                               note="not a preset: any hub id works, loaded as the Hub serves it", arch={})
     if name == "auto":
         name = GPU_DEFAULT.get(lang, GPU_DEFAULT["en"]) if env.device() == "cuda" else CPU_DEFAULT
     if name not in PRESETS:

@@ -165,3 +165,12 @@ def test_converted_smollm2_reloads_identically(smollm2):
     ids = AutoTokenizer.from_pretrained(folder)("Tsubame Tech sells cameras.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(model(ids).logits, again(ids).logits, atol=1e-5)
+
+
+def test_resolve_takes_any_hub_id():
+    assert models.resolve("Qwen/Qwen2.5-1.5B-Instruct") is models.PRESETS["qwen2.5-1.5b"]
+    other = models.resolve("someone/their-model")
+    assert other.name == other.hub_id == "someone/their-model"
+    assert other.license == "see https://huggingface.co/someone/their-model"
+    with pytest.raises(models.ModelLoadError, match="unknown preset 'no-such-preset'"):
+        models.resolve("no-such-preset")
