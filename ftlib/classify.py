@@ -406,7 +406,7 @@ def train_classifier(model, tokenizer, dataset, output_dir: str | Path | None = 
                       eval_dataset=tokenized.get("validation"), processing_class=tokenizer,
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics,
                       compute_loss_func=None if weights is None else weighted_loss(weights),
-                      callbacks=[train.LiveLoss("classifier")] if live else [])
+                      callbacks=[train.StopOnNonFinite(), *([train.LiveLoss("classifier")] if live else [])])
     if not live:
         trainer.remove_callback(PrinterCallback)  # it prints every log line when the progress bar is off
     start = time.perf_counter()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import time
 import warnings
@@ -127,6 +128,37 @@ class StepClock(TrainerCallback):
         self.mark = time.perf_counter()
 
     on_train_begin = on_evaluate = on_save = restart
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message says the likely cause and what to change. Taught in notebook 03.
+    """
+
+
+class StopOnNonFinite(TrainerCallback):
+    """Stops training with TrainingDiverged at the first logged loss that is NaN or infinite, instead of training on
+    and saving a broken model. On a T4 (fp16, no bf16) the usual cause is an activation above fp16's 65,504.
+
+    Every Trainer of the course gets it (train.train, classify.train_classifier). Taught in notebook 03.
+    """
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for key in ("loss", "eval_loss"):
+            value = (logs or {}).get(key)
+            if value is not None and not math.isfinite(value):
+                lr = f"{args.learning_rate:g}"
+                untrained = "before any training step the model as loaded gives it, so the cause is not training: "
+                hint = (f"In fp16 (a T4 has no bf16) the usual cause is an overflow: an activation above 65,504 "
+                        f"becomes inf. Remedies: a model the presets table marks fp16-safe (models.presets(), column "
+                        f"fp16), a GPU with bf16 (L4, A100), or a lower learning rate (now {lr})." if args.fp16 else
+                        f"The usual cause is a learning rate too high for this model (now {lr}): lower it.")
+                if state.global_step == 0:
+                    hint = untrained + ("check that the model loads and answers in this precision (fp16 on a T4: "
+                                        "take a model the presets table marks fp16-safe)." if args.fp16 else
+                                        "check that the model loads and answers (generate.generate) before training.")
+                raise TrainingDiverged(f"training stopped at step {state.global_step}: the {key.replace('_', ' ')} "
+                                       f"is {value}. {hint} Checkpoints saved before this step are kept in "
+                                       f"{args.output_dir}.")
 
 
 def _in_notebook() -> bool:
@@ -367,7 +399,7 @@ def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=
     env.seed_everything(args.seed)  # LoRA's initial weights are random too
     model, tokenizer = recipe.prepare(model, method, lora, quantization=quantization, lang=lang)
     clock = StepClock()
-    callbacks = [clock, LiveLoss(f"{method} on {name}")] if live else [clock]
+    callbacks = [clock, StopOnNonFinite(), *([LiveLoss(f"{method} on {name}")] if live else [])]
     if early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping))
     trainer = CourseSFTTrainer(model=model, args=args, train_dataset=dataset["train"],

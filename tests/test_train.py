@@ -373,3 +373,19 @@ def test_two_steps_from_each_kind_of_file(kind, tmp_path):
     result = train.train("tiny-random", dataset, method="lora", output_dir=tmp_path / "run", max_steps=2,
                          eval_steps=2, per_device_train_batch_size=4, live=False)
     assert result.history["step"].max() == 2 and (result.adapter_path / "adapter_config.json").exists()
+
+
+def test_a_non_finite_loss_stops_training_with_its_cause_and_remedy(small, tmp_path):
+    model, tok = models.load("tiny-random")
+    model.model.norm.register_forward_hook(lambda module, inputs, output: output * float("inf"))  # fp16 overflow
+    with pytest.raises(train.TrainingDiverged, match=r"stopped at step \d+: the (eval )?loss is (nan|inf)") as error:
+        train.train((model, tok), small, output_dir=tmp_path, method="lora", max_steps=4, live=False)
+    assert "the model as loaded gives it" in str(error.value) and str(tmp_path) in str(error.value)
+    args = type("Args", (), {"fp16": True, "learning_rate": 2e-4, "output_dir": "runs/x"})()
+    state = type("State", (), {"global_step": 7})()
+    with pytest.raises(train.TrainingDiverged, match="step 7: the loss is nan.*In fp16 .*65,504.*column fp16"):
+        train.StopOnNonFinite().on_log(args, state, None, logs={"loss": float("nan")})
+    args.fp16 = False
+    with pytest.raises(train.TrainingDiverged, match=r"eval loss is inf\. .*learning rate too high .*\(now 0\.0002\)"):
+        train.StopOnNonFinite().on_log(args, state, None, logs={"eval_loss": float("inf")})
+    train.StopOnNonFinite().on_log(args, state, None, logs={"loss": 2.5, "eval_loss": 2.0})  # finite: no stop
