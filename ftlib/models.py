@@ -13,6 +13,7 @@ import importlib.util
 import json
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -42,6 +43,7 @@ class Preset:
     lora_targets: tuple[str, ...]
     license: str
     gated: bool
+    fp16: str  # "" when no fp16 problem was found; else "overflows: ..." with the reports' links
     note: str
     arch: dict  # config.json numbers, so memory can be sized without a download
 
@@ -50,7 +52,8 @@ PRESETS: dict[str, Preset] = {
     row["name"]: Preset(**{**row, "lora_targets": tuple(row["lora_targets"])})
     for row in json.loads((Path(__file__).with_name("presets.json")).read_text(encoding="utf-8"))
 }
-GPU_DEFAULT = {"en": "qwen2.5-1.5b", "ja": "tinyswallow-1.5b"}
+GPU_DEFAULT = {"en": "qwen2.5-1.5b", "ja": "tinyswallow-1.5b"}  # GPUs with bf16 (Ampere and newer: L4, A100)
+FP16_DEFAULT = {"en": "smollm2-1.7b", "ja": "llm-jp-3-1.8b"}  # GPUs without bf16 (a T4): no fp16 overflow reported
 CPU_DEFAULT = "smollm2-135m"
 
 
@@ -67,7 +70,8 @@ def presets():
 
 
 def resolve(name: str = "auto", lang: str = "en") -> Preset:
-    """The preset for `name`; "auto" is smollm2-135m without a GPU and a hub model (for `lang`) with one.
+    """The preset for `name`; "auto" is smollm2-135m without a GPU and a hub model (for `lang`) with one: on a GPU
+    that computes in fp16 (a T4) one the presets table does not mark as overflowing in fp16 (column fp16).
 
     A hub id ("owner/model") gives the preset of that hub id, or, for any other model, a row that names it and
     points to its model card for what the table would say (languages, licence). Taught in notebook 00.
@@ -77,9 +81,12 @@ def resolve(name: str = "auto", lang: str = "en") -> Preset:
         card = f"see https://huggingface.co/{name}"
         return known or Preset(name=name, hub_id=name, languages=card, template="its own chat template",
                                params_b=float("nan"), lora_targets=("all-linear",), license=card, gated=False,
-                               note="not a preset: any hub id works, loaded as the Hub serves it", arch={})
-    if name == "auto":
-        name = GPU_DEFAULT.get(lang, GPU_DEFAULT["en"]) if env.device() == "cuda" else CPU_DEFAULT
+                               fp16="", note="not a preset: any hub id works, loaded as the Hub serves it", arch={})
+    if name == "auto" and env.device() == "cuda":
+        defaults = FP16_DEFAULT if env.compute_dtype()[0] == torch.float16 else GPU_DEFAULT
+        name = defaults.get(lang, defaults["en"])
+    elif name == "auto":
+        name = CPU_DEFAULT
     if name not in PRESETS:
         raise ModelLoadError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or pass a hub id "
                              "such as 'Qwen/Qwen2.5-1.5B-Instruct' to load()")
@@ -260,6 +267,10 @@ def load(name: str = "auto", quantization: str | None = None, dtype: str | torch
         dtype = env.compute_dtype()[0]
     elif isinstance(dtype, str):
         dtype = getattr(torch, dtype)
+    if preset is not None and preset.fp16 and dtype == torch.float16:
+        warnings.warn(f"{preset.name} in fp16: {preset.fp16}. Training stops at a NaN loss "
+                      f"(train.StopOnNonFinite); for fp16 take {FP16_DEFAULT['en']} or {FP16_DEFAULT['ja']}, or "
+                      "a GPU with bf16.", stacklevel=2)
     kwargs = {"dtype": dtype, "trust_remote_code": False, **model_kwargs}
     if quantization:
         kwargs["quantization_config"] = (quantization_config(quantization, dtype) if isinstance(quantization, str)

@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 import time
 
 import pytest
@@ -174,3 +175,24 @@ def test_resolve_takes_any_hub_id():
     assert other.license == "see https://huggingface.co/someone/their-model"
     with pytest.raises(models.ModelLoadError, match="unknown preset 'no-such-preset'"):
         models.resolve("no-such-preset")
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), models.FP16_DEFAULT), ((8, 0), models.GPU_DEFAULT)])
+def test_auto_never_picks_a_model_reported_to_overflow_in_fp16(monkeypatch, capability, expected):
+    monkeypatch.setattr(models.env, "device", lambda: "cuda")  # a T4 (7.5) computes in fp16, an A100 (8.0) in bf16
+    monkeypatch.setattr(models.env, "compute_dtype", lambda dev=None: models.env.choose_dtype("cuda", capability))
+    for lang in ("en", "ja"):
+        picked = models.resolve("auto", lang)
+        assert picked.name == expected[lang]
+        if capability < (8, 0):
+            assert picked.fp16 == "" and not picked.gated
+    for name in ("qwen2.5-1.5b", "tinyswallow-1.5b", "gemma-3-1b"):  # each row names its reports
+        assert models.PRESETS[name].fp16.startswith("overflows:") and "github.com/" in models.PRESETS[name].fp16
+    assert "fp16" in models.presets().columns
+
+
+def test_loading_a_model_that_overflows_in_fp16_warns(monkeypatch):
+    monkeypatch.setitem(models.PRESETS, "tiny-random", dataclasses.replace(
+        models.PRESETS["tiny-random"], fp16="overflows: a report"))
+    with pytest.warns(UserWarning, match="tiny-random in fp16: overflows: a report.*StopOnNonFinite"):
+        models.load("tiny-random", dtype="float16")
