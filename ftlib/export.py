@@ -6,7 +6,7 @@
     export.sizes("runs/03_qlora_smollm2-135m_en/adapter", "runs/07_merged")
     both = export.load_adapters(base_model, {"en": path_en, "ja": path_ja})
     export.side_by_side(both, tok, ["How long is the warranty?"], ["en", "ja"])
-    export.push("runs/07_merged", "you/support-bot")   # token from HF_TOKEN or Colab secrets, never typed in a cell
+    export.push("runs/07_merged", "you/support-bot")   # token: HF_TOKEN or Colab/Kaggle secrets, never in a cell
 
 A QLoRA adapter was trained on a 4-bit base, but it is merged into the base loaded in 16 bits (fp32 on a CPU):
 adding the LoRA update to 4-bit weights rounds it away again and silently damages the model.
@@ -554,7 +554,7 @@ def side_by_side(model, tokenizer, prompts: list, adapters: list[str] | None = N
 
 
 def hf_token() -> str | None:
-    """The Hugging Face token from the HF_TOKEN environment variable or Colab's secrets, or None.
+    """The Hugging Face token from the HF_TOKEN environment variable, Colab's secrets or Kaggle's secrets, or None.
 
     Taught in notebook 07.
     """
@@ -566,6 +566,12 @@ def hf_token() -> str | None:
 
         return userdata.get("HF_TOKEN")
     except Exception:  # not on Colab, no such secret, or no access granted to this notebook
+        pass
+    try:
+        from kaggle_secrets import UserSecretsClient
+
+        return UserSecretsClient().get_secret("HF_TOKEN")
+    except Exception:  # not on Kaggle, or no secret named HF_TOKEN attached to this notebook
         return None
 
 
@@ -575,13 +581,14 @@ def push(folder: str | Path, repo_id: str, private: bool = True, allow_public: b
     Refuses, before anything is sent: a folder whose model card (README.md, from export.save) lacks the base model,
     licence, data or metrics; any small file that holds a token; and an existing PUBLIC repository unless
     allow_public=True, since uploading there publishes the files to everyone at once. The token comes from HF_TOKEN
-    or Colab's secrets, never from an argument typed into a notebook. Taught in notebook 07.
+    or Colab's or Kaggle's secrets, never from an argument typed into a notebook. Taught in notebook 07.
     """
     token = hf_token()
     if not token:
         raise RuntimeError(
             "no Hugging Face token found. On Colab: the key icon > Secrets > add HF_TOKEN (a write token from "
-            "https://huggingface.co/settings/tokens) and allow this notebook access; elsewhere: export HF_TOKEN=... "
+            "https://huggingface.co/settings/tokens) and allow this notebook access; on Kaggle: Add-ons > Secrets > "
+            "add HF_TOKEN and tick it for this notebook; elsewhere: export HF_TOKEN=... "
             "before starting Jupyter. Never paste a token into a notebook cell.")
     folder = Path(folder)
     readme = folder / "README.md"

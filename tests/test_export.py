@@ -4,6 +4,7 @@ environment, a complete card, never a token in a file, never into an existing pu
 (GGUF export: test_gguf.py.)"""
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -107,10 +108,20 @@ def test_two_adapters_switch_on_one_base(tiny, adapters):
 def test_push_without_a_token_says_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     assert export.hf_token() is None
-    with pytest.raises(RuntimeError, match="no Hugging Face token.*Secrets > add HF_TOKEN.*export HF_TOKEN"):
+    with pytest.raises(RuntimeError, match="no Hugging Face token.*Secrets > add HF_TOKEN.*Kaggle.*export HF_TOKEN"):
         export.push(tmp_path, "someone/model")
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     assert export.hf_token() == "hf_test"
+
+
+def test_the_token_comes_from_kaggle_secrets_too(monkeypatch):
+    class UserSecretsClient:  # what Kaggle's kernels provide as kaggle_secrets
+        def get_secret(self, label):
+            return {"HF_TOKEN": "hf_kaggle"}[label]
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", SimpleNamespace(UserSecretsClient=UserSecretsClient))
+    assert export.hf_token() == "hf_kaggle"
 
 
 TOKEN = "hf_" + "aB3" * 12
