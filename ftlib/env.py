@@ -31,6 +31,24 @@ def platform() -> str:
     return "local"
 
 
+def one_gpu_on_kaggle() -> bool:
+    """On Kaggle, show the course one GPU (CUDA_VISIBLE_DEVICES=0) unless the run chose itself; True if it did.
+
+    Kaggle's "GPU T4 x2" shows two GPUs, and the Trainer then wraps every model that is not quantized in
+    DataParallel: slower, and batch sizes no longer mean what the notebook says. Runs on several GPUs are a
+    command-line matter (`accelerate launch`, notebook 03), which sets its own devices. Called when ftlib.env is
+    imported, before anything touches CUDA. Taught in notebook 00.
+    """
+    chosen = "CUDA_VISIBLE_DEVICES" in os.environ or "LOCAL_RANK" in os.environ  # set by you or by accelerate
+    if platform() != "kaggle" or chosen:
+        return False
+    os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+    return True
+
+
+one_gpu_on_kaggle()
+
+
 def device() -> str:
     """'cuda', 'mps' or 'cpu': the device ftlib puts models on. Taught in notebook 00."""
     if torch.cuda.is_available():
@@ -53,8 +71,8 @@ def choose_dtype(dev: str, capability: tuple[int, int] | None = None) -> tuple[t
                 "at half the memory, no loss scaling needed"
             )
         return torch.float16, (
-            f"compute capability {major}.{minor} (e.g. a T4) has no bf16: compute in fp16, keep the "
-            "LoRA adapter weights in fp32 and let the Trainer scale the loss (fp16=True)"
+            f"compute capability {major}.{minor} (a T4 is 7.5, a V100 7.0, a P100 6.0) has no bf16: compute in "
+            "fp16, keep the LoRA adapter weights in fp32 and let the Trainer scale the loss (fp16=True)"
         )
     if dev == "mps":
         return torch.float32, "Apple GPU: fp32 is the safe choice for training on MPS"

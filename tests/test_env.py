@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+
+import pytest
 import torch
 
 from ftlib import env
@@ -54,3 +59,18 @@ def test_4bit_layer_quantizes_and_multiplies():
     assert result.ok
     assert result.bytes_4bit * 7 < result.bytes_fp32  # NF4 packs two weights a byte
     assert 0.01 < result.relative_error < 0.2  # quantized, so not exact; but close
+
+
+@pytest.mark.parametrize("environ, shown", [
+    ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}, "0"),             # Kaggle's T4 x2: the course sees one GPU
+    ({"KAGGLE_KERNEL_RUN_TYPE": "Interactive", "CUDA_VISIBLE_DEVICES": "0,1"}, "0,1"),  # chosen: kept
+    ({"KAGGLE_KERNEL_RUN_TYPE": "Batch", "LOCAL_RANK": "1"}, None),  # accelerate launch picks devices itself
+    ({}, None),                                                    # elsewhere nothing changes
+])
+def test_kaggle_shows_one_gpu_unless_the_run_chose(environ, shown):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("KAGGLE_KERNEL_RUN_TYPE", "CUDA_VISIBLE_DEVICES", "LOCAL_RANK")}
+    code = "import os, ftlib.env; print(os.environ.get('CUDA_VISIBLE_DEVICES'))"
+    out = subprocess.run([sys.executable, "-c", code], env=clean | environ, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == str(shown)
