@@ -1,6 +1,8 @@
-"""Run the whole course: execute every notebook in order with papermill (used by `make course` and CI).
+"""Run the whole course: execute every notebook in order with papermill (used by `make course` and CI); and say
+where the course lives.
 
     python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR]
+    python -m ftlib.course badges --repo OWNER/NAME [--ref REF]   # point every badge and setup cell at a fork
 
 Executed copies go to build/, with build/course_report.md (notebook, status, seconds, peak memory) and
 build/course_results.json (each notebook's headline measurements with n and 95% interval, from `record`).
@@ -14,6 +16,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -26,6 +29,12 @@ from ftlib import env
 from ftlib.env import ROOT
 
 RESULTS = "FTLIB_RESULTS"  # the runner points this at build/course_results.json for the notebooks it runs
+REPO = "ftlib-course/ftlib"  # where the course lives on GitHub: every badge, setup cell and README link names it
+REF = "v0.1.0"  # the tag they install: "v" + ftlib.__version__ (`badges --ref` may name a branch of a fork)
+LINK = re.compile(  # a notebook's address on GitHub, as Colab, Kaggle and GitHub links write it
+    r"(?P<host>github\.com/|google\.com/github/)(?P<repo>[\w.-]+/[\w.-]+)/blob/(?P<ref>[\w.-]+)/notebooks/")
+SETUP = re.compile(r'^REPO, REF = "(?P<repo>[^"]*)", "(?P<ref>[^"]*)"', re.M)  # the setup cell's line
+HERE = re.compile(r'^(?P<name>REPO|REF) = "[^"]*"', re.M)  # this module's two lines
 
 
 @dataclass
@@ -183,6 +192,56 @@ def run(only: list[str] | None = None, parameters: dict | None = None, folder: P
     return results
 
 
+def sources(text: str) -> set[tuple[str, str]]:
+    """Every (repo, ref) a text names: notebook links (Colab, Kaggle, GitHub) and setup cells."""
+    return {(m["repo"], m["ref"]) for pattern in (LINK, SETUP) for m in pattern.finditer(text)}
+
+
+def point_to(text: str, repo: str, ref: str) -> str:
+    """The text with every notebook link and setup cell naming `repo` at `ref`."""
+    text = LINK.sub(lambda m: f"{m['host']}{repo}/blob/{ref}/notebooks/", text)
+    return SETUP.sub(f'REPO, REF = "{repo}", "{ref}"', text)
+
+
+def course_files(root: Path = ROOT) -> list[Path]:
+    """The files that say where the course lives: READMEs, English notebooks, Japanese translations, this module.
+    (The Japanese notebooks are built from the English ones and the translations.)"""
+    files = [root / "README.md", root / "README.ja.md", *sorted((root / "notebooks").glob("*.ipynb")),
+             root / "notebooks" / "i18n" / "ja.yaml", root / "ftlib" / "course.py"]
+    return [path for path in files if path.exists()]
+
+
+def badges(repo: str, ref: str, root: Path = ROOT) -> list[Path]:
+    """Point every badge, setup cell and README link under `root` at github.com/`repo` at `ref` (an instructor's
+    fork), REPO and REF in this module included, and rebuild the Japanese notebooks. Returns the files changed."""
+    import nbformat
+
+    from ftlib import i18n
+
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo) or not re.fullmatch(r"[\w.-]+", ref):
+        raise SystemExit(f"--repo must be OWNER/NAME and --ref a tag or branch name, not {repo!r} and {ref!r}")
+    changed = []
+    for path in course_files(root):
+        if path.suffix == ".ipynb":
+            nb = nbformat.read(path, as_version=4)
+            before = [cell.source for cell in nb.cells]
+            for cell in nb.cells:
+                cell.source = point_to(cell.source, repo, ref)
+            if [cell.source for cell in nb.cells] != before:
+                nbformat.write(nb, path)
+                changed.append(path)
+            continue
+        text = path.read_text(encoding="utf-8")
+        new = HERE.sub(lambda m: f'{m["name"]} = "{repo if m["name"] == "REPO" else ref}"', text) \
+            if path.name == "course.py" else point_to(text, repo, ref)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    notebooks = root / "notebooks"
+    i18n.build(notebooks, notebooks / "i18n" / "ja.yaml", notebooks / "ja")
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line: `python -m ftlib.course run ...`; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m ftlib.course", description=__doc__.split("\n")[0])
@@ -194,7 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     cmd.add_argument("--build", type=Path, default=ROOT / "build")
     cmd.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    fork = sub.add_parser("badges", help="point every badge, setup cell and README link at a fork")
+    fork.add_argument("--repo", required=True, metavar="OWNER/NAME")
+    fork.add_argument("--ref", default=REF, help=f"a tag or branch (default {REF})")
     args = parser.parse_args(argv)
+    if args.command == "badges":
+        for path in badges(args.repo, args.ref):
+            print(f"rewrote {path.relative_to(ROOT)}")
+        print(f"every badge and setup cell now installs github.com/{args.repo} at {args.ref}")
+        return 0
     results = run(args.only, parse_parameters(args.parameter), args.notebooks, args.build, args.timeout)
     failed = [r for r in results if r.status != "ok"]
     for r in failed:

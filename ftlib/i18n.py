@@ -56,8 +56,12 @@ RULES = (
 
 
 def english_hash(text: str) -> str:
-    """The short hash that ties a translation to the English text it translates."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    """The short hash that ties a translation to the English text it translates. Where the course lives (the
+    repository and ref in its links, course.point_to) does not count: pointing the badges at a fork keeps every
+    translation current."""
+    from ftlib import course
+
+    return hashlib.sha256(course.point_to(text, "OWNER/NAME", "REF").encode("utf-8")).hexdigest()[:12]
 
 
 def ja_code(source: str, tags: list[str]) -> str:
@@ -71,7 +75,7 @@ def ja_link(url: str) -> str:
     """Where an English notebook's link points from notebooks/ja: hosted notebooks in ja/, relative paths one ../ up."""
     if url.startswith("../"):
         return "../" + url
-    return url.replace("/blob/main/notebooks/", "/blob/main/notebooks/ja/")
+    return re.sub(r"(/blob/[^/]+/notebooks/)", r"\1ja/", url)
 
 
 def load_translations(path: Path = TRANSLATIONS) -> dict[str, dict[str, dict[str, str]]]:

@@ -91,8 +91,9 @@ def test_paths_and_links_resolve_from_notebooks_ja(path):
                 assert (path.parent / relative).exists(), f"{path.name} {cell['id']}: {relative}"
             continue
         for url in i18n.LINK.findall(text):
-            if "/blob/main/" in url:
-                assert (ROOT / url.split("/blob/main/")[1]).exists(), f"{path.name} {cell['id']}: {url}"
+            if "/blob/" in url and "/notebooks/" in url:
+                hosted = ROOT / "notebooks" / url.split("/notebooks/", 1)[1]
+                assert hosted.exists(), f"{path.name} {cell['id']}: {url}"
             elif not url.startswith("http"):
                 assert (path.parent / url).exists(), f"{path.name} {cell['id']}: {url}"
     assert f"notebooks/ja/{path.name}" in source(cells(path)[0]), "the badges open the Japanese notebook"
@@ -158,10 +159,10 @@ def test_japanese_text_keeps_to_the_glossary():
 def test_readme_ja_points_to_the_japanese_notebooks():
     text = (ROOT / "README.ja.md").read_text(encoding="utf-8")
     for path in JAPANESE:
-        assert f"(notebooks/ja/{path.name})" in text and f"blob/main/notebooks/ja/{path.name}" in text
-    assert "blob/main/notebooks/0" not in text and "](notebooks/0" not in text
+        assert f"(notebooks/ja/{path.name})" in text and f"blob/{course.REF}/notebooks/ja/{path.name}" in text
+    assert f"blob/{course.REF}/notebooks/0" not in text and "](notebooks/0" not in text
     for url in i18n.LINK.findall(text):
-        if not url.startswith("http"):
+        if not url.startswith(("http", "#")):  # "#...": a heading of this file
             assert (ROOT / url).exists(), url
 
 

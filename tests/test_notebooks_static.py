@@ -46,7 +46,7 @@ def test_setup_cell_installs_the_same_pins_as_make_setup():
     makefile = (ROOT / "Makefile").read_text()
     smollm2 = re.search(r"SMOLLM2 := (\S+)", makefile).group(1)
     assert smollm2 in SETUP
-    assert '"-e", "ftlib-course"' in SETUP  # installs the clone, whose dependencies are requirements.txt
+    assert '"-e", course]' in SETUP  # installs the clone (or checkout), whose dependencies are requirements.txt
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"] == {"file": ["requirements.txt"]}
     pinned = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
