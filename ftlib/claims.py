@@ -60,7 +60,7 @@ def raw_rows(lang: str = "en", seed: int = 0, focus=None):
     without clean(): its HTML, personal data, empty answers and duplicates stay. Rows asking a question the course
     holds out (its validation and test questions) are left out, so no arm is tested on a question it trained on.
 
-    Taught in notebook 01.
+    Used by claims.run (notebook 02).
     """
     frame = data.load_records(data.RAW_EXPORT, data.SUPPORT, errors="collect")
     frame = frame[(frame["lang"] == lang) & (frame["intent"].isin(focus) if focus else True)]
@@ -73,7 +73,7 @@ def raw_rows(lang: str = "en", seed: int = 0, focus=None):
 def fit(model, method: str, rows, steps: int, learning_rate: float, seed: int = 0, lang: str = "en"):
     """Train `model` on `rows` for `steps` steps exactly as train.train does (recipe.prepare, recipe.sft_config,
     train.CourseSFTTrainer), without evaluations or checkpoints, and keep the trained model in memory.
-    method: "lora", "qlora" or "full". Returns (model, tokenizer, history). Taught in notebook 02.
+    method: "lora", "qlora" or "full". Returns (model, tokenizer, history). Used by claims.run (notebook 02).
     """
     env.seed_everything(seed)
     net, tokenizer = recipe.prepare(model, method, recipe.lora_config(lora_dropout=0.0), lang=lang)
@@ -89,7 +89,7 @@ def fit(model, method: str, rows, steps: int, learning_rate: float, seed: int = 
 def scores(model, tokenizer, sets: dict, batch_size: int = 32, max_new_tokens: int = 40) -> dict[str, list[float]]:
     """Per-question scores of one model on each question set: the share of its facts the answer contains
     (metrics.row_scores) for fact sets, 1 or 0 for "general" (the answer contains an accepted answer, as
-    metrics.score's general accuracy: 16 new tokens). Taught in notebook 02.
+    metrics.score's general accuracy: 16 new tokens). Used by claims.run (notebook 02).
     """
     out = {}
     for name, rows in sets.items():

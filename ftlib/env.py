@@ -37,7 +37,7 @@ def one_gpu_on_kaggle() -> bool:
     Kaggle's "GPU T4 x2" shows two GPUs, and the Trainer then wraps every model that is not quantized in
     DataParallel: slower, and batch sizes no longer mean what the notebook says. Runs on several GPUs are a
     command-line matter (`accelerate launch`, notebook 03), which sets its own devices. Called when ftlib.env is
-    imported, before anything touches CUDA. Taught in notebook 00.
+    imported, before anything touches CUDA. Used by env.report (notebook 00).
     """
     chosen = "CUDA_VISIBLE_DEVICES" in os.environ or "LOCAL_RANK" in os.environ  # set by you or by accelerate
     if platform() != "kaggle" or chosen:
@@ -46,7 +46,7 @@ def one_gpu_on_kaggle() -> bool:
     return True
 
 
-one_gpu_on_kaggle()
+ONE_GPU_SHOWN = one_gpu_on_kaggle()
 
 
 def device() -> str:
@@ -254,6 +254,8 @@ def report() -> EnvReport:
     if dev == "cuda":
         props = torch.cuda.get_device_properties(0)
         gpu, vram = props.name, props.total_memory / 2**30
+        if ONE_GPU_SHOWN:
+            gpu += " (Kaggle: the first GPU only, env.one_gpu_on_kaggle)"
         capability = f"{props.major}.{props.minor}"
         bf16 = dtype == torch.bfloat16
     return EnvReport(
