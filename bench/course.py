@@ -1,6 +1,6 @@
 """The whole course (P3): `make course` wall time and each notebook's time on this machine, at the defaults.
 
-Run: .venv/bin/python bench/course.py [--only 03 04] [--build DIR]
+Run: .venv/bin/python bench/course.py [--only 03 04] [--build DIR] [-p LANG=ja]
 
 Targets (issue 9): the course <= 15 min in all and each notebook <= 4 min on a 2-core CPU. Runs `make course`
 (every notebook top to bottom, offline, on the embedded default model) into a temporary build folder and
@@ -24,11 +24,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", help="notebook numbers, e.g. --only 03 04 (default: all)")
     parser.add_argument("--build", help="keep the executed notebooks here (default: a temporary folder)")
+    parser.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                        help="a notebook parameter for every notebook, e.g. -p LANG=ja (the Japanese track)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as temporary:
         build = args.build or temporary
-        course_args = f"--build {build}" + (f" --only {' '.join(args.only)}" if args.only else "")
+        course_args = f"--build {build}" + (f" --only {' '.join(args.only)}" if args.only else "") + "".join(
+            f" -p {parameter}" for parameter in args.parameter)
         start = time.perf_counter()
         done = subprocess.run(["make", "-C", str(ROOT), "course", f"ARGS={course_args}"], capture_output=True,
                               text=True)
