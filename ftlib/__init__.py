@@ -20,12 +20,13 @@ Module map, in the order the notebooks meet them (lower layers first; a module i
 | evaluate_modules | ftlib's metrics as `evaluate` modules, loaded by path offline (no Hub) | 04, 06 |
 | review | the blind side-by-side rating widget, win rate, agreement | 04 |
 | retrieval | TF-IDF retrieval for RAG (Japanese by dictionary words), recall@k | 05 |
-| classify | a classification head + LoRA with the Trainer, a TF-IDF baseline, the chat model as a classifier | 06 |
+| claims | the seeds' claims measured: clean vs raw rows, full vs LoRA vs QLoRA, general ability, with intervals | 02 |
+| classify | an encoder, a classification head + LoRA, a TF-IDF baseline, the chat model as a classifier | 06 |
 | export | checked merge, save with a model card, sizes, adapter switching, publishing | 07, 08 |
 | serve | a FastAPI endpoint | 07 |
 | plots | every chart the notebooks show | all |
 | check | the "Check yourself" exercises, checked offline | all |
-| course | runs every notebook (make course, CI), records their headline results | - |
+| course | runs every notebook (make course, CI), records their headline results, says where the course lives | - |
 | i18n | the Japanese notebooks, generated from the English ones and notebooks/i18n/ja.yaml | - |
 """
 
