@@ -3,6 +3,7 @@ where the course lives.
 
     python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR]
     python -m ftlib.course badges --repo OWNER/NAME [--ref REF]   # point every badge and setup cell at a fork
+    python -m ftlib.course plan --gpu t4 [-p LANG=ja]               # every step's memory on a T4: fits or not
 
 Executed copies go to build/, with build/course_report.md (notebook, status, seconds, peak memory) and
 build/course_results.json (each notebook's headline measurements with n and 95% interval, from `record`).
@@ -253,10 +254,27 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     cmd.add_argument("--build", type=Path, default=ROOT / "build")
     cmd.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    planned = sub.add_parser("plan", help="every notebook step's estimated memory on a machine, and whether it fits")
+    planned.add_argument("--gpu", default="t4", choices=["t4", "l4", "a100", "cpu"])
+    planned.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
+                         help="a notebook parameter for every notebook, e.g. -p LANG=ja")
     fork = sub.add_parser("badges", help="point every badge, setup cell and README link at a fork")
     fork.add_argument("--repo", required=True, metavar="OWNER/NAME")
     fork.add_argument("--ref", default=REF, help=f"a tag or branch (default {REF})")
     args = parser.parse_args(argv)
+    if args.command == "plan":
+        from ftlib import plan
+
+        steps = plan.plan(args.gpu, parse_parameters(args.parameter))
+        machine = plan.MACHINES[args.gpu]
+        print(f"{machine.name}: {machine.gib:g} GiB usable, {str(machine.dtype).removeprefix('torch.')}; estimates "
+              "from each model's config (notebook 02 compares them with measurements)")
+        print(plan.frame(steps).to_string(index=False))
+        over = [s for s in steps if not s.fits]
+        print(f"{len(over)} step(s) do not fit" if over else f"every step fits on the {machine.name}")
+        for s in over:
+            print(f"  does not fit: {s.notebook} {s.step} ({s.bytes / plan.GIB:.1f} GiB)")
+        return 1 if over else 0
     if args.command == "badges":
         for path in badges(args.repo, args.ref):
             print(f"rewrote {path.relative_to(ROOT)}")

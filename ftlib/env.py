@@ -79,6 +79,18 @@ def choose_dtype(dev: str, capability: tuple[int, int] | None = None) -> tuple[t
     return torch.float32, "CPU: fp32 is fast and exact here; fp16 is slow on CPU and bf16 needs AMX"
 
 
+def memory_gib(dev: str | None = None) -> float:
+    """The memory a training run may use here, in GiB: the GPU's (a T4: 15.0) or, on a CPU, the machine's RAM.
+
+    Taught in notebook 02.
+    """
+    if (dev or device()) == "cuda":
+        return torch.cuda.get_device_properties(0).total_memory / 2**30
+    import psutil
+
+    return psutil.virtual_memory().total / 2**30
+
+
 def compute_dtype(dev: str | None = None) -> tuple[torch.dtype, str]:
     """The dtype to compute in on this machine, and the reason for it. Taught in notebook 00."""
     dev = dev or device()
