@@ -7,6 +7,7 @@ never the solution. `solution(key)` reveals it when the learner asks for it.
 from __future__ import annotations
 
 import html
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ class Exercise:
 
     key: str
     question: Text
-    accepts: Callable[[Any], bool]
+    accepts: Callable[..., bool]
     hint: Text
     solution: Text
 
@@ -37,7 +38,7 @@ def exercise(key: str, question: Text, hint: Text, solution: Text):
     Used by check.check (notebook 00).
     """
 
-    def register(accepts: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    def register(accepts: Callable[..., bool]) -> Callable[..., bool]:
         EXERCISES[key] = Exercise(key, question, accepts, hint, solution)
         return accepts
 
@@ -67,13 +68,18 @@ def _text(text: Text, lang: str) -> str:
     return text.get(lang, text["en"])
 
 
-def check(key: str, answer: Any, lang: str = "en") -> Verdict:
-    """Check an exercise answer offline: a confirmation if right, a hint if not. Taught in notebook 00."""
+def check(key: str, answer: Any, lang: str = "en", **yours: Any) -> Verdict:
+    """Check an exercise answer offline: a confirmation if right, a hint if not.
+
+    yours: what an exercise about your own run computes its answer from (model=, tok=): the model you loaded,
+    whichever it is, not the course's default. Taught in notebook 00.
+    """
     if key not in EXERCISES:
         raise KeyError(f"no exercise {key!r}; known: {', '.join(sorted(EXERCISES))}")
     ex = EXERCISES[key]
     try:
-        correct = bool(ex.accepts(answer))
+        takes = inspect.signature(ex.accepts).parameters  # an exercise not about your run ignores them
+        correct = bool(ex.accepts(answer, **{name: value for name, value in yours.items() if name in takes}))
     except Exception:  # a malformed answer is a wrong answer, not a crash
         correct = False
     if correct:
@@ -142,40 +148,44 @@ def _left_padding(answer: Any) -> bool:
 
 @exercise(
     "00.weights_mib",
-    {"en": "How many MiB do SmolLM2-135M's weights take in fp32? (parameters x 4 bytes / 2**20)",
-     "ja": "SmolLM2-135M の重みは fp32 で何 MiB になりますか？（パラメータ数 × 4 バイト ÷ 2**20）"},
+    {"en": "How many MiB would the weights of the model you loaded (`model`) take in fp32? (parameters x 4 bytes "
+           "/ 2**20)",
+     "ja": "読み込んだモデル（`model`）の重みは、fp32 なら何 MiB になりますか？（パラメータ数 × 4 バイト ÷ 2**20）"},
     {"en": "model.num_parameters() gives the parameter count; each fp32 number is 4 bytes.",
      "ja": "model.num_parameters() でパラメータ数がわかります。fp32 は 1 個 4 バイトです。"},
-    {"en": "about 513 MiB (134.5 M parameters x 4 bytes).", "ja": "約 513 MiB（1億3450万 × 4 バイト）。"},
+    {"en": "model.num_parameters() * 4 / 2**20: about 513 MiB for SmolLM2-135M (134.5 M parameters), about "
+           "6,500 MiB for SmolLM2-1.7B.",
+     "ja": "model.num_parameters() * 4 / 2**20。SmolLM2-135M（1億3450万パラメータ）なら約 513 MiB、"
+           "SmolLM2-1.7B なら約 6,500 MiB です。"},
 )
-def _weights_mib(answer: Any) -> bool:
+def _weights_mib(answer: Any, model=None) -> bool:
     from ftlib import memory
 
-    n = memory.estimate("smollm2-135m", "full").params
+    n = model.num_parameters() if model is not None else memory.estimate("smollm2-135m", "full").params
     return abs(float(answer) - n * 4 / 2**20) <= 0.02 * n * 4 / 2**20
 
 
 @exercise(
     "00.prompt_tokens",
-    {"en": "How many tokens is the SmolLM2 prompt for the single user message 'Hello' after the chat template, "
-           "with add_generation_prompt=True?",
-     "ja": "ユーザーメッセージ 'Hello' 1 つを SmolLM2 のチャットテンプレートに通すと（add_generation_prompt=True）、"
-           "何トークンになりますか？"},
-    {"en": "tok.apply_chat_template([...], add_generation_prompt=True) returns the ids; count them. The "
-           "template adds a default system prompt.",
+    {"en": "How many tokens is the prompt of your model's tokenizer (`tok`) for the single user message 'Hello' "
+           "after the chat template, with add_generation_prompt=True?",
+     "ja": "ユーザーメッセージ 'Hello' 1 つを、読み込んだモデルのトークナイザー（`tok`）のチャットテンプレートに通すと"
+           "（add_generation_prompt=True）、何トークンになりますか？"},
+    {"en": "tok.apply_chat_template([...], add_generation_prompt=True) returns the ids; count them. Some "
+           "templates (SmolLM2's, Qwen's) add a default system prompt.",
      "ja": "tok.apply_chat_template([...], add_generation_prompt=True) の結果の ID を数えます。"
-           "テンプレートは既定のシステムプロンプトを足します。"},
+           "既定のシステムプロンプトを足すテンプレートもあります（SmolLM2、Qwen）。"},
     {"en": "len(tok.apply_chat_template([{'role': 'user', 'content': 'Hello'}], add_generation_prompt=True)"
            "['input_ids'])",
      "ja": "len(tok.apply_chat_template([{'role': 'user', 'content': 'Hello'}], add_generation_prompt=True)"
            "['input_ids'])"},
 )
-def _prompt_tokens(answer: Any) -> bool:
+def _prompt_tokens(answer: Any, tok=None) -> bool:
     from transformers import AutoTokenizer
 
     from ftlib import models
 
-    tok = AutoTokenizer.from_pretrained(models.local_path("smollm2-135m"))
+    tok = tok if tok is not None else AutoTokenizer.from_pretrained(models.local_path("smollm2-135m"))
     ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
                                   return_dict=True)["input_ids"]
     return int(answer) == len(ids)

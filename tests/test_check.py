@@ -86,3 +86,15 @@ def test_every_notebook_has_checked_exercises_in_course_order():
         text = path.read_text(encoding="utf-8")
         keys = [key for key in check.EXERCISES if key.startswith(path.name[:2] + ".")]
         assert all(f'check.check(\\"{key}\\"' in text for key in keys), f"{path.name} misses an exercise"
+
+
+def test_exercises_about_your_run_are_checked_against_your_model_and_tokenizer(tiny):
+    model, tok = tiny  # not SmolLM2-135M: on a T4 "auto" loads another model
+    mib = model.num_parameters() * 4 / 2**20
+    assert check.check("00.weights_mib", mib, model=model)
+    assert not check.check("00.weights_mib", 513, model=model)  # SmolLM2's number is wrong for this model
+    assert check.check("00.weights_mib", 513)  # without a model: the course default's
+    ids = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True,
+                                  return_dict=True)["input_ids"]
+    assert check.check("00.prompt_tokens", len(ids), tok=tok)
+    assert check.check("00.dtype_t4", "float16", model=model)  # an exercise not about your run ignores model=
