@@ -447,6 +447,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--system", default=None, help="a system prompt put before every question (default: none)")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--max-steps", type=int, default=settings["max_steps"])
+    parser.add_argument("--epochs", type=float, default=settings["num_train_epochs"], help="passes over the rows")
     parser.add_argument("--per-device-train-batch-size", "--batch", type=int, default=recipe.BATCH)
     parser.add_argument("--learning-rate", "--lr", type=float, default=settings["learning_rate"])
     parser.add_argument("--r", type=int, default=recipe.R)
@@ -470,7 +471,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
             parser.error(f"--train-rows {args.train_rows}: the training split has {len(dataset['train'])} rows")
         dataset["train"] = dataset["train"].select(range(args.train_rows))
         dataset["validation"] = dataset["validation"].select(range(min(args.train_rows, len(dataset["validation"]))))
-    overrides = {"max_steps": args.max_steps, "per_device_train_batch_size": args.per_device_train_batch_size,
+    overrides = {"max_steps": args.max_steps, "num_train_epochs": args.epochs,
+                 "per_device_train_batch_size": args.per_device_train_batch_size,
                  "learning_rate": args.learning_rate, "max_length": args.max_length, "eval_steps": args.eval_steps}
     if args.save_steps:
         overrides["save_steps"] = args.save_steps

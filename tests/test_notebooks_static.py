@@ -80,8 +80,9 @@ def test_notebook_03_parameters_are_the_recipe_for_the_machine(gpu, monkeypatch)
     space: dict = {}
     exec(params.source, space)
     settings = recipe.course_settings(on_gpu=gpu)
-    assert (space["MAX_STEPS"], space["LEARNING_RATE"], space["LORA_DROPOUT"], space["FOCUS"]) == (
-        settings["max_steps"], settings["learning_rate"], settings["lora_dropout"], settings["focus"])
+    assert (space["MAX_STEPS"], space["EPOCHS"], space["LEARNING_RATE"], space["LORA_DROPOUT"], space["FOCUS"]) == (
+        settings["max_steps"], settings["num_train_epochs"], settings["learning_rate"], settings["lora_dropout"],
+        settings["focus"])
     assert (space["R"], space["LORA_ALPHA"], space["TARGET_MODULES"], space["BATCH"], space["MAX_LENGTH"]) == (
         recipe.R, recipe.LORA_ALPHA_PER_R * recipe.R, recipe.TARGET_MODULES, recipe.BATCH, recipe.MAX_LENGTH)
 

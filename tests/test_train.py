@@ -236,7 +236,7 @@ def test_two_processes_under_accelerate(tmp_path):
 def test_course_settings_follow_the_machine():
     cpu, gpu = recipe.course_settings(on_gpu=False), recipe.course_settings(on_gpu=True)
     assert cpu["focus"] == recipe.CPU_FOCUS and cpu["max_steps"] > 0 and cpu["learning_rate"] > gpu["learning_rate"]
-    assert gpu["focus"] is None and gpu["max_steps"] == -1  # every intent, one epoch
+    assert gpu["focus"] is None and gpu["max_steps"] == -1 and gpu["num_train_epochs"] == 3  # every intent, 3 passes
     assert cpu["lora_dropout"] == 0 < gpu["lora_dropout"]  # dropout masks cost 15% of a CPU step (bench/step_flops.py)
 
 
