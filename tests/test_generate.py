@@ -54,3 +54,18 @@ def test_stream_passes_errors_to_the_caller(tiny):
     model, tok = tiny
     with pytest.raises(ValueError):
         list(generate.stream(model, tok, "Hi", max_new_tokens=4, num_beams=2))  # beam search cannot stream
+
+
+def test_prompts_of_near_equal_length_share_a_batch_and_answers_keep_their_order(tiny, monkeypatch):
+    model, tok = tiny
+    batches = []
+    inputs = generate._inputs
+    monkeypatch.setattr(generate, "_inputs", lambda t, prompts, *a: batches.append(prompts) or inputs(t, prompts, *a))
+    out = generate.generate(model, tok, QUESTIONS, max_new_tokens=6, batch_size=2)
+    lengths = {q: len(tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True,
+                                              return_dict=True)["input_ids"]) for q in QUESTIONS}
+    flat = [q for batch in batches for q in batch]
+    assert [lengths[q] for q in flat] == sorted(lengths[q] for q in QUESTIONS)  # shortest first, none padded far
+    assert batches[-1] == [QUESTIONS[3]]  # the long story waits alone, not padding a short question
+    monkeypatch.setattr(generate, "_inputs", inputs)
+    assert out.texts == [generate.generate(model, tok, [q], max_new_tokens=6).texts[0] for q in QUESTIONS]
