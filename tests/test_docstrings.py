@@ -11,7 +11,7 @@ import pytest
 import ftlib
 from ftlib import course
 
-TOOLS = {"ftlib.course", "ftlib.i18n"}  # they run or build the course; no notebook teaches them
+TOOLS = {"ftlib.course", "ftlib.i18n", "ftlib.plan"}  # they run, build or plan the course; no notebook teaches them
 MODULES = [importlib.import_module(f"ftlib.{m.name}") for m in pkgutil.iter_modules(ftlib.__path__)]
 
 

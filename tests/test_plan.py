@@ -11,7 +11,7 @@ def test_parameters_are_read_as_the_machine_runs_them():
     path = next(p for p in course.notebooks() if p.name.startswith("03"))
     t4 = plan.parameters(path, plan.MACHINES["t4"])
     cpu = plan.parameters(path, plan.MACHINES["cpu"])
-    assert (t4["MAX_STEPS"], t4["LEARNING_RATE"], t4["FOCUS"]) == (-1, 2e-4, None)  # a full epoch on a GPU
+    assert (t4["MAX_STEPS"], t4["EPOCHS"], t4["LEARNING_RATE"], t4["FOCUS"]) == (-1, 3, 5e-4, None)  # GPU: 3 passes
     assert (cpu["MAX_STEPS"], cpu["LEARNING_RATE"]) == (30, 3e-3)
     assert t4["MODEL"] == models.FP16_DEFAULT["en"] and cpu["MODEL"] == models.CPU_DEFAULT
     assert plan.parameters(path, plan.MACHINES["a100"], {"LANG": "ja"})["MODEL"] == models.GPU_DEFAULT["ja"]
