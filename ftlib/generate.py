@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from threading import Thread
@@ -34,6 +35,12 @@ class Generations:
     latencies: list[float] = field(default_factory=list)
     ttfts: list[float] = field(default_factory=list)
     batch_size: int = 1
+
+    @property
+    def degenerate(self) -> list[int]:
+        """The answers that are one character repeated ("!!!!", "????"): what a model whose activations overflow
+        in fp16 writes (its logits are NaN, and the first token id wins every step)."""
+        return [i for i, text in enumerate(self.texts) if len(text) >= 4 and len(set(text)) == 1]
 
     @property
     def tokens_per_second(self) -> float:
@@ -151,7 +158,14 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_si
         for j, (i, text) in enumerate(zip(rows, tokenizer.batch_decode(new, skip_special_tokens=True), strict=True)):
             texts[i], latencies[i] = text.strip(), clock.ends.get(j, clock.finish)
     model.train(was_training)
-    return Generations(texts, new_tokens, seconds, latencies, ttfts, batch_size)
+    out = Generations(texts, new_tokens, seconds, latencies, ttfts, batch_size)
+    bad = out.degenerate
+    if len(bad) > len(texts) / 4:
+        warnings.warn(
+            f"{len(bad)} of {len(texts)} answers are one character repeated (e.g. {texts[bad[0]][:12]!r}), the sign of "
+            f"numbers that overflowed: in fp16 (a T4) the overflow reported for Qwen2 and Gemma 3 models "
+            f"(models.presets(), column fp16): take a model marked fp16-safe, or a GPU with bf16.", stacklevel=2)
+    return out
 
 
 def speed_table(model, tokenizer, prompts: list, batch_sizes: tuple[int, ...] = (1, 8, 16),

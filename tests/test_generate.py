@@ -1,6 +1,7 @@
 """ftlib.generate: batching must not change greedy answers; timings are real; streaming yields the same text."""
 
 import pytest
+import torch
 
 from ftlib import generate
 
@@ -69,3 +70,22 @@ def test_prompts_of_near_equal_length_share_a_batch_and_answers_keep_their_order
     assert batches[-1] == [QUESTIONS[3]]  # the long story waits alone, not padding a short question
     monkeypatch.setattr(generate, "_inputs", inputs)
     assert out.texts == [generate.generate(model, tok, [q], max_new_tokens=6).texts[0] for q in QUESTIONS]
+
+
+def test_degenerate_answers_are_flagged_with_the_cause(monkeypatch):
+    from ftlib import models
+
+    model, tok = models.load("tiny-random")
+    bang = tok.convert_tokens_to_ids("!")
+
+    def overflowed(module, inputs, logits):  # NaN logits make greedy pick one token id every step ("!!!!" in Qwen)
+        out = torch.full_like(logits, float("-inf"))
+        out[..., bang] = 0.0
+        return out
+
+    healthy = generate.generate(model, tok, QUESTIONS[:3], max_new_tokens=6)
+    assert healthy.degenerate == []
+    model.lm_head.register_forward_hook(overflowed)
+    with pytest.warns(UserWarning, match=r"3 of 3 answers are one character repeated \(e.g. '!!!!!!'\).*fp16"):
+        out = generate.generate(model, tok, QUESTIONS[:3], max_new_tokens=6)
+    assert out.degenerate == [0, 1, 2]
