@@ -109,11 +109,15 @@ def as_messages(prompt, system: str | None = None) -> list[dict]:
     return messages
 
 
+TEMPLATE_KWARGS = {"enable_thinking": False}  # Qwen3's template writes a <think> block unless told not to; other
+# templates ignore the variable. Training passes the same (train.train), so a model answers as it was trained.
+
+
 def _inputs(tokenizer, prompts: list, system: str | None, device) -> dict:
     conversations = [as_messages(p, system) for p in prompts]
     with models.padding_side(tokenizer, "left"):
         return tokenizer.apply_chat_template(conversations, add_generation_prompt=True, padding=True,
-                                             return_tensors="pt", return_dict=True).to(device)
+                                             return_tensors="pt", return_dict=True, **TEMPLATE_KWARGS).to(device)
 
 
 def _stop_ids(model, tokenizer) -> set[int]:
@@ -141,7 +145,8 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_si
     was_training = model.training
     model.eval()
     lengths = [len(ids) for ids in tokenizer.apply_chat_template(
-        [as_messages(p, system) for p in prompts], add_generation_prompt=True, return_dict=True)["input_ids"]]
+        [as_messages(p, system) for p in prompts], add_generation_prompt=True, return_dict=True,
+        **TEMPLATE_KWARGS)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generating", leave=False, disable=not progress):

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback
 from trl import SFTTrainer
 
-from ftlib import data, env, models, plots, recipe
+from ftlib import data, env, generate, models, plots, recipe
 
 
 def mix_general(dataset, general, ratio: float = 0.2, seed: int = 0):
@@ -402,6 +402,9 @@ def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=
     callbacks = [clock, StopOnNonFinite(), *([LiveLoss(f"{method} on {name}")] if live else [])]
     if early_stopping is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping))
+    if "qwen3" in str(getattr(model.config, "model_type", "")):  # its template thinks aloud unless told not to
+        dataset = {split: rows.map(lambda _: {"chat_template_kwargs": generate.TEMPLATE_KWARGS})
+                   for split, rows in dataset.items()}  # TRL passes a row's chat_template_kwargs to the template
     trainer = CourseSFTTrainer(model=model, args=args, train_dataset=dataset["train"],
                                eval_dataset=dataset["validation"], processing_class=tokenizer, callbacks=callbacks)
     if not live:

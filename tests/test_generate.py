@@ -1,5 +1,7 @@
 """ftlib.generate: batching must not change greedy answers; timings are real; streaming yields the same text."""
 
+import copy
+
 import pytest
 import torch
 
@@ -89,3 +91,13 @@ def test_degenerate_answers_are_flagged_with_the_cause(monkeypatch):
     with pytest.warns(UserWarning, match=r"3 of 3 answers are one character repeated \(e.g. '!!!!!!'\).*fp16"):
         out = generate.generate(model, tok, QUESTIONS[:3], max_new_tokens=6)
     assert out.degenerate == [0, 1, 2]
+
+
+def test_a_thinking_template_is_asked_not_to_think(tiny):
+    model, tok = tiny
+    tok = copy.deepcopy(tok)
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}{% endfor %}"
+                         "{% if enable_thinking is not defined or enable_thinking %}<think>{% endif %}")
+    ids = generate._inputs(tok, ["Hi"], None, model.device)["input_ids"][0]
+    assert "think" not in tok.decode(ids)  # Qwen3's template writes a <think> block unless enable_thinking=False
+    assert generate.TEMPLATE_KWARGS == {"enable_thinking": False}
