@@ -1,7 +1,7 @@
 """Run the whole course: execute every notebook in order with papermill (used by `make course` and CI); and say
 where the course lives.
 
-    python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR]
+    python -m ftlib.course run [--only 00 03] [-p KEY=VALUE ...] [--notebooks DIR] [--build DIR] [--gpu-report]
     python -m ftlib.course badges --repo OWNER/NAME [--ref REF]   # point every badge and setup cell at a fork
     python -m ftlib.course plan --gpu t4 [-p LANG=ja]               # every step's memory on a T4: fits or not
 
@@ -18,6 +18,8 @@ import ast
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -47,6 +49,7 @@ class Result:
     seconds: float
     peak_mib: float
     error: str = ""
+    peak_vram_mib: float | None = None  # the GPU's memory in use at its peak (nvidia-smi), on a GPU
 
 
 def results_path() -> Path:
@@ -92,11 +95,23 @@ def parse_parameters(pairs: list[str]) -> dict:
     return params
 
 
+def gpu_memory_mib() -> float | None:
+    """The memory in use on GPU 0, in MiB, as nvidia-smi reports it; None without an NVIDIA GPU."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    done = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                          capture_output=True, text=True)
+    return float(done.stdout.split()[0]) if done.returncode == 0 and done.stdout.strip() else None
+
+
 class PeakMemory:
-    """Samples the resident memory of this process's children (the kernel) in a background thread."""
+    """Samples the resident memory of this process's children (the kernel) in a background thread, and the GPU's
+    memory in use (nvidia-smi) where there is one."""
 
     def __init__(self, every: float = 0.2):
         self.every, self.peak, self._stop = every, 0, threading.Event()
+        self.gpu = shutil.which("nvidia-smi") is not None
+        self.peak_vram: float | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -109,6 +124,9 @@ class PeakMemory:
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
+            used = gpu_memory_mib() if self.gpu else None
+            if used is not None:
+                self.peak_vram = max(self.peak_vram or 0.0, used)
 
     def __enter__(self) -> PeakMemory:
         self._thread.start()
@@ -151,7 +169,7 @@ def run_one(notebook: Path, build: Path, parameters: dict, timeout: int | None =
         except Exception as err:  # kernel died, timeout, bad notebook: still a report line
             error = f"{type(err).__name__}: {err}"
     seconds = time.perf_counter() - start
-    return Result(notebook.name, "failed" if error else "ok", seconds, memory.peak / 2**20, error)
+    return Result(notebook.name, "failed" if error else "ok", seconds, memory.peak / 2**20, error, memory.peak_vram)
 
 
 def write_report(results: list[Result], path: Path, parameters: dict) -> str:
@@ -169,6 +187,36 @@ def write_report(results: list[Result], path: Path, parameters: dict) -> str:
     text = "\n".join(lines) + "\n"
     path.write_text(text, encoding="utf-8")
     return text
+
+
+GPU_REPORT = ("<!-- gpu-report: written by python -m ftlib.course run --gpu-report -->", "<!-- gpu-report end -->")
+
+
+def gpu_report(results: list[Result], headline: dict, gpu: str, parameters: dict | None = None,
+               path: Path = ROOT / "bench" / "README.md") -> str:
+    """Write the measured GPU rows into `path` (bench/README.md) between the GPU_REPORT markers, replacing an earlier
+    report: per notebook its status, seconds and peak GPU memory, and notebook 03's headline. Returns the section."""
+    rows = [f"| {r.notebook} | {r.status} | {r.seconds:.0f} | "
+            f"{'-' if r.peak_vram_mib is None else f'{r.peak_vram_mib / 1024:.1f}'} |" for r in results]
+    lines = [GPU_REPORT[0], f"### The course on a GPU: {gpu}, {time.strftime('%Y-%m-%d')}", "",
+             f"`python -m ftlib.course run --gpu-report`, parameters {parameters or 'defaults'}; measured, not "
+             "estimated. Peak GPU memory is what nvidia-smi saw in use on the card.", "",
+             "| notebook | status | seconds | peak GPU memory (GiB) |", "|---|---|---:|---:|", *rows,
+             f"| total | | {sum(r.seconds for r in results):.0f} | |"]
+    before, after = headline.get("fact_hit_before"), headline.get("fact_hit_after")
+    if before and after:
+        lines += ["", f"Notebook 03 ({headline.get('model')}, {headline.get('lang')}): fact hit rate on trained facts "
+                      f"{before['value']:.2f} [{before['low']:.2f}, {before['high']:.2f}] -> {after['value']:.2f} "
+                      f"[{after['low']:.2f}, {after['high']:.2f}], n={after['n']}."]
+    section = "\n".join([*lines, GPU_REPORT[1]])
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if GPU_REPORT[0] in text and GPU_REPORT[1] in text:
+        start, end = text.index(GPU_REPORT[0]), text.index(GPU_REPORT[1]) + len(GPU_REPORT[1])
+        text = text[:start] + section + text[end:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text, encoding="utf-8")
+    return section
 
 
 def run(only: list[str] | None = None, parameters: dict | None = None, folder: Path = ROOT / "notebooks",
@@ -254,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     cmd.add_argument("--build", type=Path, default=ROOT / "build")
     cmd.add_argument("--timeout", type=int, default=None, help="seconds per cell")
+    cmd.add_argument("--gpu-report", action="store_true",
+                     help="on a GPU: write the measured rows (seconds, peak GPU memory, 03's headline) into "
+                          "bench/README.md")
     planned = sub.add_parser("plan", help="every notebook step's estimated memory on a machine, and whether it fits")
     planned.add_argument("--gpu", default="t4", choices=["t4", "l4", "a100", "cpu"])
     planned.add_argument("-p", "--parameter", action="append", default=[], metavar="KEY=VALUE",
@@ -280,7 +331,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"rewrote {path.relative_to(ROOT)}")
         print(f"every badge and setup cell now installs github.com/{args.repo} at {args.ref}")
         return 0
+    if args.command == "run" and args.gpu_report and env.device() != "cuda":
+        print("--gpu-report measures the course on a GPU, and this machine has none (torch.cuda.is_available() is "
+              "False): run it on Colab, Kaggle or any CUDA machine.", file=sys.stderr)
+        return 2
     results = run(args.only, parse_parameters(args.parameter), args.notebooks, args.build, args.timeout)
+    if args.gpu_report:
+        import torch
+
+        saved = args.build / "course_results.json"
+        headline = json.loads(saved.read_text(encoding="utf-8")).get("03", {}) if saved.exists() else {}
+        print(gpu_report(results, headline, torch.cuda.get_device_name(0), parse_parameters(args.parameter)))
     failed = [r for r in results if r.status != "ok"]
     for r in failed:
         print(f"FAILED {r.notebook}: {r.error}", file=sys.stderr)

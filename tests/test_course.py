@@ -107,3 +107,25 @@ def test_training_notebooks_run_on_a_users_file(tmp_path):
     results = course.run(only=["06"], parameters={**SMOKE, "DATA": str(labelled), "TEXT_COLUMN": "message",
                                                    "LABEL_COLUMN": "category"}, build=tmp_path / "labels")
     assert results[0].status == "ok", results[0].error
+
+
+def test_the_gpu_report_writes_its_rows_into_bench_readme_once(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# Benchmarks\n\n| a | b |\n")
+    results = [course.Result("00_setup_and_first_chat.ipynb", "ok", 61.2, 900.0, "", 3900.0),
+               course.Result("03_qlora_training.ipynb", "ok", 601.0, 1500.0, "", 7300.0)]
+    headline = {"lang": "en", "model": "smollm2-1.7b", "fact_hit_before": {"value": 0.05, "low": 0.01, "high": 0.13,
+                "n": 64}, "fact_hit_after": {"value": 0.7, "low": 0.58, "high": 0.8, "n": 64}}
+    course.gpu_report(results, headline, "Tesla T4", path=readme)
+    course.gpu_report(results, headline, "Tesla T4", path=readme)  # a second run replaces the first
+    text = readme.read_text()
+    assert text.startswith("# Benchmarks\n\n| a | b |") and text.count(course.GPU_REPORT[0]) == 1
+    assert "| 03_qlora_training.ipynb | ok | 601 | 7.1 |" in text and "| total | | 662 | |" in text
+    assert "smollm2-1.7b, en): fact hit rate on trained facts 0.05 [0.01, 0.13] -> 0.70 [0.58, 0.80], n=64" in text
+
+
+def test_the_gpu_report_needs_a_gpu(capsys):
+    if course.env.device() == "cuda":
+        pytest.skip("this machine has a GPU")
+    assert course.main(["run", "--gpu-report", "--only", "00"]) == 2
+    assert "this machine has none" in capsys.readouterr().err
