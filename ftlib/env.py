@@ -171,6 +171,23 @@ def runs_dir() -> Path:
     return path
 
 
+def use_drive(on: bool = True) -> Path:
+    """Keep runs/ where a new session finds it: on Colab, mount your Google Drive (runs_dir() then writes to
+    MyDrive/ftlib-runs), so notebook 03's adapter and checkpoints survive the end of the session for notebooks
+    04-07. Elsewhere it says where runs are kept. Returns runs_dir(). Taught in notebook 03.
+    """
+    if on and platform() == "colab":
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+    elif on and platform() == "kaggle":
+        print("Kaggle keeps /kaggle/working for this session only: to reuse notebook 03's adapter later, Save "
+              "Version (its output is kept) and add that output to the next notebook (Add Input).")
+    elif on:
+        print(f"runs are kept in {runs_dir()} on this machine")
+    return runs_dir()
+
+
 @dataclass(repr=False)
 class FourBitCheck:
     """Result of check_4bit(): one layer quantized to NF4 by bitsandbytes, then used."""

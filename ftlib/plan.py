@@ -72,7 +72,7 @@ def parameters(path: Path, machine: Machine, overrides: dict | None = None) -> d
     values: dict = {"torch": fake}
     exec(compile(tree, str(path), "exec"), values)  # the notebook's own parameters cell: the course's own code
     values = {k: v for k, v in values.items() if k.isupper()} | (overrides or {})
-    if values.get("MODEL") == "auto":
+    if values.get("MODEL") in ("auto", None):  # None: as notebook 03 trained, "auto" by default
         values["MODEL"] = auto(values.get("LANG", "en"), machine)
     return values
 
@@ -148,7 +148,7 @@ class _Notebook:
 
 def _steps(number: str, nb: _Notebook) -> None:
     """What each notebook loads, trains, measures and generates, with its parameters (nb.p)."""
-    p, qlora = nb.p, nb.p.get("METHOD", "qlora") == "qlora"
+    p, qlora = nb.p, (nb.p.get("METHOD") or "qlora") == "qlora"
     if number == "01":
         nb._add("the tokenizer only: no weights loaded", p["MODEL"], "-", 0)
     elif number == "00":
@@ -169,7 +169,7 @@ def _steps(number: str, nb: _Notebook) -> None:
             nb.load("export.merge: the base in 16 bits", keep=False)
     elif number == "04":
         nb.load("load the base with both adapters", quant=qlora)
-        nb.train("the mixed run (train.train)", p["METHOD"], 384, 8)
+        nb.train("the mixed run (train.train)", p["METHOD"] or "qlora", 384, 8)
         nb.generate("score base, tuned and mixed", p["EVAL_BATCH"], PROMPT + p["MAX_NEW_TOKENS"], qlora)
         nb.generate("validation and general perplexity", 8, 1024, qlora)
     elif number == "05":

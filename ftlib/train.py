@@ -335,6 +335,41 @@ def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en",
                  output_dir=adapter.parent, **settings).adapter_path
 
 
+COURSE_RUN = "course.json"  # under runs/: what notebook 03 last trained, per language and data file
+
+
+def _run_key(lang: str, data_file: str | Path | None) -> str:
+    return f"{lang}:{Path(data_file).stem if data_file is not None else 'course data'}"
+
+
+def remember(model: str, method: str, lang: str = "en", data_file: str | Path | None = None) -> Path:
+    """Write down, in runs/course.json, the model and method notebook 03 trained for this language and data file,
+    so notebooks 04, 05 and 07 load the same ones (as_in_03), also in another session. Taught in notebook 03.
+    """
+    path = env.runs_dir() / COURSE_RUN
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    runs[_run_key(lang, data_file)] = {"model": model, "method": method}
+    path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def as_in_03(model: str | None, method: str | None, lang: str = "en", data_file: str | Path | None = None,
+             log=print) -> tuple[str, str]:
+    """(model, method) for a notebook after 03: each one given is kept; each None is what notebook 03 last trained
+    for this language and data file (runs/course.json), or the course's default ("auto", "qlora") when it has not
+    run here. Says which. Taught in notebook 04.
+    """
+    path = env.runs_dir() / COURSE_RUN
+    ran = json.loads(path.read_text(encoding="utf-8")).get(_run_key(lang, data_file)) if path.exists() else None
+    chosen = (model or (ran or {}).get("model") or "auto", method or (ran or {}).get("method") or "qlora")
+    if (model is None or method is None) and ran:
+        log(f"as notebook 03 trained ({path}): model {chosen[0]}, method {chosen[1]}")
+    elif model is None or method is None:
+        log(f"notebook 03 has not trained for {_run_key(lang, data_file)} in {path.parent}: model {chosen[0]}, "
+            f"method {chosen[1]} (the course's defaults)")
+    return chosen
+
+
 def dataset_for(data_file: str | Path | None = None, lang: str = "en", seed: int = 0, focus=None, **columns):
     """The prompt/completion splits a notebook trains on: your file through data.from_file (columns: prompt=,
     completion=, system=), or the course data (only the `focus` intents when given). Taught in notebook 03.

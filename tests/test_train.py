@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -389,3 +390,33 @@ def test_a_non_finite_loss_stops_training_with_its_cause_and_remedy(small, tmp_p
     with pytest.raises(train.TrainingDiverged, match=r"eval loss is inf\. .*learning rate too high .*\(now 0\.0002\)"):
         train.StopOnNonFinite().on_log(args, state, None, logs={"eval_loss": float("inf")})
     train.StopOnNonFinite().on_log(args, state, None, logs={"loss": 2.5, "eval_loss": 2.0})  # finite: no stop
+
+
+def test_later_notebooks_take_the_model_and_method_notebook_03_trained(monkeypatch, tmp_path):
+    monkeypatch.setattr(train.env, "runs_dir", lambda: tmp_path)
+    said = []
+    assert train.as_in_03(None, None, "ja", log=said.append) == ("auto", "qlora")  # 03 has not run here
+    assert "has not trained for ja:course data" in said[-1]
+    train.remember("tinyswallow-1.5b", "lora", "ja")
+    train.remember("smollm2-135m", "qlora", "en", "my/faq.csv")
+    assert train.as_in_03(None, None, "ja", log=said.append) == ("tinyswallow-1.5b", "lora")
+    assert said[-1].startswith("as notebook 03 trained") and "tinyswallow-1.5b" in said[-1]
+    assert train.as_in_03("qwen2.5-1.5b", None, "ja", log=said.append) == ("qwen2.5-1.5b", "lora")  # yours wins
+    assert train.as_in_03(None, None, "en", "other/questions.csv", log=said.append) == ("auto", "qlora")  # other data
+    assert train.as_in_03(None, None, "en", "my/faq.csv", log=said.append) == ("smollm2-135m", "qlora")
+
+
+def test_use_drive_mounts_google_drive_on_colab_only(monkeypatch, tmp_path, capsys):
+    mounted = []
+    colab = type(sys)("google.colab")
+    colab.drive = SimpleNamespace(mount=mounted.append)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google", SimpleNamespace(colab=colab))
+    monkeypatch.setattr(train.env, "runs_dir", lambda: tmp_path)
+    monkeypatch.setattr(train.env, "platform", lambda: "colab")
+    assert train.env.use_drive(False) == tmp_path and mounted == []
+    train.env.use_drive(True)
+    assert mounted == ["/content/drive"]
+    monkeypatch.setattr(train.env, "platform", lambda: "kaggle")
+    train.env.use_drive(True)
+    assert "Save Version" in capsys.readouterr().out
