@@ -343,12 +343,13 @@ def _run_key(lang: str, data_file: str | Path | None) -> str:
 
 
 def remember(model: str, method: str, lang: str = "en", data_file: str | Path | None = None) -> Path:
-    """Write down, in runs/course.json, the model and method notebook 03 trained for this language and data file,
-    so notebooks 04, 05 and 07 load the same ones (as_in_03), also in another session. Taught in notebook 03.
+    """Write down, in runs/course.json, the model (as "auto" resolved on this machine) and method notebook 03 trained
+    for this language and data file, so notebooks 04, 05 and 07 load the same ones (as_in_03), also in another
+    session on another GPU. Taught in notebook 03.
     """
     path = env.runs_dir() / COURSE_RUN
     runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    runs[_run_key(lang, data_file)] = {"model": model, "method": method}
+    runs[_run_key(lang, data_file)] = {"model": model_name(model, lang), "method": method}
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
     return path
 

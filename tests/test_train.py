@@ -404,6 +404,8 @@ def test_later_notebooks_take_the_model_and_method_notebook_03_trained(monkeypat
     assert train.as_in_03("qwen2.5-1.5b", None, "ja", log=said.append) == ("qwen2.5-1.5b", "lora")  # yours wins
     assert train.as_in_03(None, None, "en", "other/questions.csv", log=said.append) == ("auto", "qlora")  # other data
     assert train.as_in_03(None, None, "en", "my/faq.csv", log=said.append) == ("smollm2-135m", "qlora")
+    train.remember("auto", "qlora", "en")  # kept as "auto" resolved here: another GPU would resolve it otherwise
+    assert train.as_in_03(None, None, "en", log=said.append) == (train.model_name("auto", "en"), "qlora")
 
 
 def test_use_drive_mounts_google_drive_on_colab_only(monkeypatch, tmp_path, capsys):
