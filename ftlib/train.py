@@ -327,10 +327,10 @@ def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en",
     adapter = run_dir(model, method, lang, data_file) / "adapter"
     if (adapter / "adapter_config.json").exists():
         return adapter
-    print(f"{adapter} is missing: training it as notebook 03 does")
     settings = recipe.course_settings()
     focus, dropout = settings.pop("focus"), settings.pop("lora_dropout")
     dataset = dataset_for(data_file, lang, seed, focus, **columns)
+    print(f"{adapter} is missing: training it as notebook 03 does, {_how_long(model, method, lang, dataset, settings)}")
     return train(model, dataset, method=method, lang=lang, seed=seed, lora=recipe.lora_config(lora_dropout=dropout),
                  output_dir=adapter.parent, **settings).adapter_path
 
@@ -369,6 +369,21 @@ def as_in_03(model: str | None, method: str | None, lang: str = "en", data_file:
         log(f"notebook 03 has not trained for {_run_key(lang, data_file)} in {path.parent}: model {chosen[0]}, "
             f"method {chosen[1]} (the course's defaults)")
     return chosen
+
+
+def _how_long(model: str, method: str, lang: str, dataset, settings: dict) -> str:
+    """How long course_adapter's training will take: measured on a CPU, estimated from FLOPs on a GPU."""
+    if env.device() != "cuda":
+        return f"{settings['max_steps']} steps: about 2-3 min on a 2-core CPU (measured, bench/README)"
+    from ftlib import training_time
+
+    name = model_name(model, lang)
+    if name not in models.PRESETS:
+        return "on this GPU (a hub id: no estimate)"
+    tokens = 100 * len(dataset["train"]) * settings["num_train_epochs"]  # ~100 tokens a row (notebook 01)
+    estimate = training_time.epoch_time_t4(name, tokens, method)
+    return f"{settings['num_train_epochs']} passes: about {max(1, round(estimate.seconds / 60))} min on a T4 " \
+           "(an estimate from FLOPs, not a measurement)"
 
 
 def dataset_for(data_file: str | Path | None = None, lang: str = "en", seed: int = 0, focus=None, **columns):

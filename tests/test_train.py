@@ -293,7 +293,7 @@ def test_cli_trains_on_a_users_file(tmp_path):
     assert bad.returncode != 0 and str(path) in bad.stderr and "question" in bad.stderr
 
 
-def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch):
+def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch, capsys):
     from ftlib import env
 
     monkeypatch.setattr(env, "runs_dir", lambda: tmp_path)
@@ -301,6 +301,7 @@ def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch):
         "focus": ("pricing",), "max_steps": 1, "learning_rate": 1e-3, "lora_dropout": 0.0,
         "per_device_train_batch_size": 2, "max_length": 192, "eval_steps": 1})
     adapter = train.course_adapter("tiny-random", "lora", "en")
+    assert "is missing: training it as notebook 03 does, 1 steps: about" in capsys.readouterr().out  # and how long
     assert adapter == train.run_dir("tiny-random", "lora", "en") / "adapter" and adapter.is_relative_to(tmp_path)
     made = (adapter / "adapter_model.safetensors").stat().st_mtime_ns
     assert train.course_adapter("tiny-random", "lora", "en") == adapter  # found, not trained again
@@ -406,6 +407,11 @@ def test_later_notebooks_take_the_model_and_method_notebook_03_trained(monkeypat
     assert train.as_in_03(None, None, "en", "my/faq.csv", log=said.append) == ("smollm2-135m", "qlora")
     train.remember("auto", "qlora", "en")  # kept as "auto" resolved here: another GPU would resolve it otherwise
     assert train.as_in_03(None, None, "en", log=said.append) == (train.model_name("auto", "en"), "qlora")
+    settings = {"max_steps": -1, "num_train_epochs": 3}
+    monkeypatch.setattr(train.env, "device", lambda: "cuda")  # on a GPU the time is a FLOP estimate, said so
+    rows = {"train": list(range(337))}
+    assert train._how_long("smollm2-1.7b", "qlora", "en", rows, settings).endswith(
+        "min on a T4 (an estimate from FLOPs, not a measurement)")
 
 
 def test_use_drive_mounts_google_drive_on_colab_only(monkeypatch, tmp_path, capsys):
