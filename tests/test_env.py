@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -74,3 +75,22 @@ def test_kaggle_shows_one_gpu_unless_the_run_chose(environ, shown):
     out = subprocess.run([sys.executable, "-c", code], env=clean | environ, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == str(shown)
+
+
+def test_the_hub_is_probed_once_per_process_with_a_short_timeout(monkeypatch):
+    calls = []
+
+    def hangs(address, timeout=None):  # a laptop with no network: name resolution waits
+        calls.append(address)
+        time.sleep(6)
+        raise OSError("unreachable")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(env.socket, "create_connection", hangs)
+    env._hub_reachable.cache_clear()
+    try:
+        start = time.perf_counter()
+        assert env.is_offline() and env.is_offline() and env.is_offline()
+        assert time.perf_counter() - start < 5 and len(calls) == 1  # one probe, cut off after 3 s
+    finally:
+        env._hub_reachable.cache_clear()
