@@ -27,6 +27,7 @@ Module map, in the order the notebooks meet them (lower layers first; a module i
 | plots | every chart the notebooks show | all |
 | check | the "Check yourself" exercises, checked offline | all |
 | course | runs every notebook (make course, CI), records their headline results, says where the course lives | - |
+| plan | every notebook step's estimated memory on a T4, L4, A100 or CPU, and whether it fits | - |
 | i18n | the Japanese notebooks, generated from the English ones and notebooks/i18n/ja.yaml | - |
 """
 
