@@ -69,6 +69,18 @@ def presets():
     return pd.DataFrame(rows).set_index("name")
 
 
+def auto_name(lang: str = "en", device: str | None = None, dtype: torch.dtype | None = None) -> str:
+    """The preset "auto" stands for on a device (default: this machine's) computing in `dtype` (default: its
+    compute dtype): CPU_DEFAULT without a GPU; on a GPU without bf16 FP16_DEFAULT, else GPU_DEFAULT, for `lang`.
+
+    Used by models.resolve (notebook 00).
+    """
+    if (device or env.device()) != "cuda":
+        return CPU_DEFAULT
+    defaults = FP16_DEFAULT if (dtype or env.compute_dtype()[0]) == torch.float16 else GPU_DEFAULT
+    return defaults.get(lang, defaults["en"])
+
+
 def resolve(name: str = "auto", lang: str = "en") -> Preset:
     """The preset for `name`; "auto" is smollm2-135m without a GPU and a hub model (for `lang`) with one: on a GPU
     that computes in fp16 (a T4) one the presets table does not mark as overflowing in fp16 (column fp16).
@@ -82,11 +94,8 @@ def resolve(name: str = "auto", lang: str = "en") -> Preset:
         return known or Preset(name=name, hub_id=name, languages=card, template="its own chat template",
                                params_b=float("nan"), lora_targets=("all-linear",), license=card, gated=False,
                                fp16="", note="not a preset: any hub id works, loaded as the Hub serves it", arch={})
-    if name == "auto" and env.device() == "cuda":
-        defaults = FP16_DEFAULT if env.compute_dtype()[0] == torch.float16 else GPU_DEFAULT
-        name = defaults.get(lang, defaults["en"])
-    elif name == "auto":
-        name = CPU_DEFAULT
+    if name == "auto":
+        name = auto_name(lang)
     if name not in PRESETS:
         raise ModelLoadError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)} or pass a hub id "
                              "such as 'Qwen/Qwen2.5-1.5B-Instruct' to load()")

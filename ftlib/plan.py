@@ -55,11 +55,8 @@ PROMPT = 160  # tokens of a course question with its chat template and system pr
 
 
 def auto(lang: str, machine: Machine) -> str:
-    """The preset "auto" picks on `machine` (models.resolve's rule, for a machine that is not this one)."""
-    if machine.capability is None:
-        return models.CPU_DEFAULT
-    defaults = models.FP16_DEFAULT if machine.dtype == torch.float16 else models.GPU_DEFAULT
-    return defaults.get(lang, defaults["en"])
+    """The preset "auto" picks on `machine` (models.auto_name, for a machine that is not this one)."""
+    return models.auto_name(lang, machine.device, machine.dtype)
 
 
 def parameters(path: Path, machine: Machine, overrides: dict | None = None) -> dict:
