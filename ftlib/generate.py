@@ -7,6 +7,8 @@ latency (p50/p95), so speed sits in the same report as quality.
 
 from __future__ import annotations
 
+import copy
+import os
 import statistics
 import time
 import warnings
@@ -120,6 +122,35 @@ def _inputs(tokenizer, prompts: list, system: str | None, device) -> dict:
                                              return_tensors="pt", return_dict=True, **TEMPLATE_KWARGS).to(device)
 
 
+SHARED_PREFIX_MIN = 64  # tokens every prompt starts with, from which generate computes them once (prefix caching)
+
+
+def _prefix_cache(model, ids: list[list[int]]):
+    """(length, cache) of the token prefix all prompts share when it is at least SHARED_PREFIX_MIN tokens (an
+    instruction, a fact sheet and worked examples before each question), else (0, None). Its keys and values are
+    computed once and copied into every batch, as serving engines do (vLLM's prefix caching); each prompt keeps at
+    least one token of its own. Models whose cache is not a plain per-layer one (sliding windows) get (0, None)."""
+    from transformers import DynamicCache
+
+    shared = min(len(os.path.commonprefix(ids)), min(map(len, ids)) - 1) if len(ids) > 1 else 0
+    if shared < SHARED_PREFIX_MIN:
+        return 0, None
+    with torch.inference_mode():
+        cache = model(input_ids=torch.tensor([ids[0][:shared]], device=model.device), use_cache=True).past_key_values
+    if type(cache) is not DynamicCache or any(getattr(cache, "is_sliding", [])):
+        return 0, None
+    return shared, cache
+
+
+def _after_prefix(ids: list[list[int]], shared: int, pad_id: int, device) -> dict:
+    """A batch laid out as [shared prefix, padding, own tokens]: the prefix sits at the same positions in every row
+    (its cached keys and values fit all of them) and the padding, masked out, goes between."""
+    width = max(map(len, ids))
+    rows = [row[:shared] + [pad_id] * (width - len(row)) + row[shared:] for row in ids]
+    mask = [[1] * shared + [0] * (width - len(row)) + [1] * (len(row) - shared) for row in ids]
+    return {"input_ids": torch.tensor(rows, device=device), "attention_mask": torch.tensor(mask, device=device)}
+
+
 def _stop_ids(model, tokenizer) -> set[int]:
     eos = model.generation_config.eos_token_id
     ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id, tokenizer.pad_token_id}
@@ -127,15 +158,19 @@ def _stop_ids(model, tokenizer) -> set[int]:
 
 
 def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_size: int = 8,
-             system: str | None = None, do_sample: bool = False, progress: bool = False, **kwargs) -> Generations:
+             system: str | None = None, do_sample: bool = False, progress: bool = False, shared_prefix: bool = True,
+             **kwargs) -> Generations:
     """Answer each prompt (a question or a list of chat messages) with the chat template, in batches.
 
     Prompts of near-equal length are batched together (sorted by their token count; the answers come back in
     the order of `prompts`): a short question batched with a long RAG prompt would be padded to its length.
     Prompts are padded on the left (new tokens are appended on the right, so each prompt must end there),
-    generation stops at EOS, and the answer is decoded from the new tokens only. Greedy by default, so answers
-    are repeatable; `do_sample=True` with `temperature`/`top_p` samples. Each batch is timed: time to first
-    token and each answer's latency. Taught in notebooks 03 and 04.
+    generation stops at EOS, and the answer is decoded from the new tokens only. Where every prompt starts with
+    the same SHARED_PREFIX_MIN tokens or more (notebook 05's engineered prompt: instructions, fact sheet,
+    examples), that prefix is computed once and its cache reused (`shared_prefix=False` computes it per
+    prompt; the answers are the same). Greedy by default, so answers are repeatable; `do_sample=True` with
+    `temperature`/`top_p` samples. Each batch is timed: time to first token and each answer's latency. Taught
+    in notebooks 03, 04 and 05.
     """
     from tqdm.auto import tqdm
 
@@ -144,14 +179,21 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_si
     stop_ids = _stop_ids(model, tokenizer)
     was_training = model.training
     model.eval()
-    lengths = [len(ids) for ids in tokenizer.apply_chat_template(
-        [as_messages(p, system) for p in prompts], add_generation_prompt=True, return_dict=True,
-        **TEMPLATE_KWARGS)["input_ids"]]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    ids = tokenizer.apply_chat_template([as_messages(p, system) for p in prompts], add_generation_prompt=True,
+                                        return_dict=True, **TEMPLATE_KWARGS)["input_ids"]
+    order = sorted(range(len(prompts)), key=lambda i: len(ids[i]))
+    began = time.perf_counter()
+    shared, cache = _prefix_cache(model, ids) if shared_prefix else (0, None)
+    seconds += time.perf_counter() - began  # the shared prefix's one computation counts in the time
     starts = range(0, len(prompts), batch_size)
     for start in tqdm(starts, desc="generating", leave=False, disable=not progress):
         rows = order[start:start + batch_size]
-        inputs = _inputs(tokenizer, [prompts[i] for i in rows], system, model.device)
+        if cache is not None:
+            inputs = _after_prefix([ids[i] for i in rows], shared, tokenizer.pad_token_id, model.device)
+            inputs["past_key_values"] = copy.deepcopy(cache)
+            inputs["past_key_values"].batch_repeat_interleave(len(rows))
+        else:
+            inputs = _inputs(tokenizer, [prompts[i] for i in rows], system, model.device)
         clock = _Clock(stop_ids)
         with torch.inference_mode():
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,

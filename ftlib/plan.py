@@ -22,7 +22,7 @@ import nbformat
 import pandas as pd
 import torch
 
-from ftlib import architecture, env, estimator, models
+from ftlib import architecture, env, estimator, models, recipe
 
 GIB = estimator.GIB
 
@@ -145,7 +145,9 @@ class _Notebook:
 
 def _steps(number: str, nb: _Notebook) -> None:
     """What each notebook loads, trains, measures and generates, with its parameters (nb.p)."""
-    p, qlora = nb.p, (nb.p.get("METHOD") or "qlora") == "qlora"
+    p = nb.p
+    method = p.get("METHOD") or recipe.course_method(on_gpu=nb.machine.device == "cuda")  # None: as 03 trains
+    qlora = method == "qlora"
     if number == "01":
         nb._add("the tokenizer only: no weights loaded", p["MODEL"], "-", 0)
     elif number == "00":
@@ -158,7 +160,7 @@ def _steps(number: str, nb: _Notebook) -> None:
         length = p["MAX_LENGTH"]
         nb.load("load the base (kept for before/after)", quant=qlora)
         nb.generate("answer before training", p.get("EVAL_BATCH", 8), PROMPT + p["MAX_NEW_TOKENS"], qlora)
-        nb.train("train.train", p["METHOD"], length, p["BATCH"])
+        nb.train("train.train", method, length, p["BATCH"])
         nb.generate("answer after training", p.get("EVAL_BATCH", 8), PROMPT + p["MAX_NEW_TOKENS"], qlora)
         if number == "03":
             nb.train("overfitting and early-stopping demos", "lora", length, 2)
@@ -166,7 +168,8 @@ def _steps(number: str, nb: _Notebook) -> None:
             nb.load("export.merge: the base in 16 bits", keep=False)
     elif number == "04":
         nb.load("load the base with both adapters", quant=qlora)
-        nb.train("the mixed run (train.train)", p["METHOD"] or "qlora", 384, 8)
+        if p.get("MIXED_RUN", True):
+            nb.train("the mixed run (train.train)", method, 384, 8)
         nb.generate("score base, tuned and mixed", p["EVAL_BATCH"], PROMPT + p["MAX_NEW_TOKENS"], qlora)
         nb.generate("validation and general perplexity", 8, 1024, qlora)
     elif number == "05":

@@ -34,6 +34,8 @@ SFT_DEFAULTS = {
     "eval_strategy": "steps", "eval_steps": EVAL_STEPS, "eval_on_start": True, "save_strategy": "steps",
     "save_total_limit": 2, "metric_for_best_model": "eval_loss", "greater_is_better": False, "logging_steps": 1,
 }
+CPU_STEPS = {"en": 30, "ja": 15}  # notebook 03's steps on a CPU: a Japanese row is about twice the tokens of its
+# English twin on SmolLM2's byte-level tokenizer, so half the steps train about as many tokens in about the same time
 CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
 
 
@@ -126,12 +128,13 @@ def show(*configs):
     return pd.DataFrame(rows).set_index(["config", "field"])
 
 
-def course_settings(on_gpu: bool | None = None) -> dict:
-    """How long and how fast notebook 03 trains on this machine.
+def course_settings(on_gpu: bool | None = None, lang: str = "en") -> dict:
+    """How long and how fast notebook 03 trains on this machine, in this language.
 
-    On a CPU: 30 steps of 8 rows at 3e-3 over the two intents whose facts recur most (CPU_FOCUS), without dropout
-    (its masks cost 15% of a CPU step and 30 steps are too few to overfit): about four passes over those 59 rows,
-    two minutes, and the share of facts in held-out answers rose from 0.01 to 0.42 (bench/README, claims).
+    On a CPU: 30 steps (CPU_STEPS: 15 in Japanese, whose rows are twice the tokens) of 8 rows at 3e-3 over the
+    two intents whose facts recur most (CPU_FOCUS), without dropout (its masks cost 15% of a CPU step and 30 steps
+    are too few to overfit): about four passes over those 59 rows, three minutes, and the share of facts in held-out
+    answers rose from 0.01 to 0.54 with LoRA (bench/README, claims).
     On a GPU: three passes over the rows of every intent at 5e-4 with lora_dropout 0.05. Facts stick only when a
     model sees them more than once at a rate that moves it: one pass at 2e-4 shows each fact once at a small rate,
     so the before/after difference may not show, where three passes cost under a minute of T4 time by the FLOP
@@ -143,7 +146,20 @@ def course_settings(on_gpu: bool | None = None) -> dict:
     if on_gpu:  # focus None: every intent
         return {"focus": None, "max_steps": -1, "num_train_epochs": 3, "learning_rate": 5e-4,
                 "lora_dropout": LORA_DROPOUT}
-    return {"focus": CPU_FOCUS, "max_steps": 30, "num_train_epochs": 1, "learning_rate": 3e-3, "lora_dropout": 0.0}
+    return {"focus": CPU_FOCUS, "max_steps": CPU_STEPS.get(lang, CPU_STEPS["en"]), "num_train_epochs": 1,
+            "learning_rate": 3e-3, "lora_dropout": 0.0}
+
+
+def course_method(on_gpu: bool | None = None) -> str:
+    """How notebook 03 trains on this machine: "qlora" on a GPU, "lora" on a CPU.
+
+    QLoRA is for memory: it fits a model's frozen base into a GPU's memory in 4 bits. A CPU has the memory (the
+    135M model takes 0.5 GiB in fp32) and bitsandbytes has no fast 4-bit kernels for it: each layer's weights are
+    unpacked at every token, and generation ran 1.6x slower in 4 bits than in fp32 (bench/generation.py). On a
+    CPU the course trains LoRA on the fp32 base; notebook 02 measures QLoRA's memory on both. Taught in notebook 03.
+    """
+    on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
+    return "qlora" if on_gpu else "lora"
 
 
 def fp32_trainables(model) -> None:

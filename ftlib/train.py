@@ -315,6 +315,18 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
 
 
 SUMMARY = "train_summary.json"  # TrainResult.summary() saved next to the adapter: steps, seconds, losses
+HISTORY = "train_history.csv"  # TrainResult.history saved next to the adapter: the loss at every step
+
+
+def saved_history(adapter: str | Path) -> pd.DataFrame:
+    """The training and validation losses of the run that saved `adapter` (train.train writes them beside it).
+
+    Taught in notebook 04, which reads notebook 03's run."""
+    path = Path(adapter) / HISTORY
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: the adapter was saved by an older ftlib or by another tool; "
+                                "train it again with train.train (notebook 03)")
+    return pd.read_csv(path)
 
 
 def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en", seed: int = 0,
@@ -327,7 +339,7 @@ def course_adapter(model: str = "auto", method: str = "qlora", lang: str = "en",
     adapter = run_dir(model, method, lang, data_file) / "adapter"
     if (adapter / "adapter_config.json").exists():
         return adapter
-    settings = recipe.course_settings()
+    settings = recipe.course_settings(lang=lang)
     focus, dropout = settings.pop("focus"), settings.pop("lora_dropout")
     dataset = dataset_for(data_file, lang, seed, focus, **columns)
     print(f"{adapter} is missing: training it as notebook 03 does, {_how_long(model, method, lang, dataset, settings)}")
@@ -357,12 +369,13 @@ def remember(model: str, method: str, lang: str = "en", data_file: str | Path | 
 def as_in_03(model: str | None, method: str | None, lang: str = "en", data_file: str | Path | None = None,
              log=print) -> tuple[str, str]:
     """(model, method) for a notebook after 03: each one given is kept; each None is what notebook 03 last trained
-    for this language and data file (runs/course.json), or the course's default ("auto", "qlora") when it has not
-    run here. Says which. Taught in notebook 04.
+    for this language and data file (runs/course.json), or the course's default ("auto", recipe.course_method())
+    when it has not run here. Says which. Taught in notebook 04.
     """
     path = env.runs_dir() / COURSE_RUN
     ran = json.loads(path.read_text(encoding="utf-8")).get(_run_key(lang, data_file)) if path.exists() else None
-    chosen = (model or (ran or {}).get("model") or "auto", method or (ran or {}).get("method") or "qlora")
+    ran = ran or {}
+    chosen = (model or ran.get("model") or "auto", method or ran.get("method") or recipe.course_method())
     if (model is None or method is None) and ran:
         log(f"as notebook 03 trained ({path}): model {chosen[0]}, method {chosen[1]}")
     elif model is None or method is None:
@@ -477,6 +490,7 @@ def train(model="auto", dataset=None, args=None, *, method: str = "qlora", lora=
         trainable_params=sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
     )
     (adapter / SUMMARY).write_text(result.summary().to_json(indent=1), encoding="utf-8")  # the cost, for notebook 05
+    result.history.to_csv(adapter / HISTORY, index=False)  # the losses, for notebook 04
     del trainer, model
     gc.collect()  # the next run in the same notebook gets the memory back
     return result
@@ -491,7 +505,7 @@ def main(argv: list[str] | None = None) -> TrainResult:
     settings = recipe.course_settings()
     parser = argparse.ArgumentParser(prog="python -m ftlib.train", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="auto")
-    parser.add_argument("--method", default="qlora", choices=["qlora", "lora"])
+    parser.add_argument("--method", default=recipe.course_method(), choices=["qlora", "lora"])
     parser.add_argument("--lang", default="en", choices=sorted(data.SYSTEM_PROMPT))
     parser.add_argument("--data", type=Path, default=None,
                         help="your CSV/TSV/JSON/JSONL/Parquet file (default: the course data)")
@@ -500,7 +514,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--messages-column", default=None, help="a chat `messages` column instead of the two above")
     parser.add_argument("--system", default=None, help="a system prompt put before every question (default: none)")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--max-steps", type=int, default=settings["max_steps"])
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=f"default: recipe.course_settings() (here {settings['max_steps']} in English)")
     parser.add_argument("--epochs", type=float, default=settings["num_train_epochs"], help="passes over the rows")
     parser.add_argument("--per-device-train-batch-size", "--batch", type=int, default=recipe.BATCH)
     parser.add_argument("--learning-rate", "--lr", type=float, default=settings["learning_rate"])
@@ -513,6 +528,8 @@ def main(argv: list[str] | None = None) -> TrainResult:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
+    if args.max_steps is None:  # the course's steps for this machine and language
+        args.max_steps = recipe.course_settings(lang=args.lang)["max_steps"]
     if args.train_rows is not None and args.train_rows < 1:
         parser.error(f"--train-rows {args.train_rows}: give at least 1")
     if args.data is None:

@@ -101,3 +101,21 @@ def test_a_thinking_template_is_asked_not_to_think(tiny):
     ids = generate._inputs(tok, ["Hi"], None, model.device)["input_ids"][0]
     assert "think" not in tok.decode(ids)  # Qwen3's template writes a <think> block unless enable_thinking=False
     assert generate.TEMPLATE_KWARGS == {"enable_thinking": False}
+
+
+@pytest.mark.parametrize("fixture", ["tiny", pytest.param("smollm2", marks=pytest.mark.slow)])
+def test_a_shared_prefix_is_computed_once_and_answers_do_not_change(fixture, request, monkeypatch):
+    """Notebook 05's engineered prompt: a long system prompt before each question. Its cache is computed once and
+    copied into each batch ([prefix, padding, question]); the greedy answers equal those computed prompt by prompt."""
+    model, tok = request.getfixturevalue(fixture)
+    sheet = "Facts. " + " ".join(f"Item {i} costs {i * 7} yen and ships in {i % 5 + 1} days." for i in range(20))
+    prompts = [[{"role": "system", "content": sheet}, {"role": "user", "content": q}] for q in QUESTIONS]
+    computed = []
+    original = generate._prefix_cache
+    monkeypatch.setattr(generate, "_prefix_cache", lambda m, ids: computed.append(original(m, ids)) or computed[-1])
+    shared = generate.generate(model, tok, prompts, max_new_tokens=10, batch_size=3)
+    assert len(computed) == 1 and computed[0][0] >= generate.SHARED_PREFIX_MIN  # one prefix, used by both batches
+    alone = generate.generate(model, tok, prompts, max_new_tokens=10, batch_size=1, shared_prefix=False)
+    assert shared.texts == alone.texts
+    short = generate.generate(model, tok, QUESTIONS, max_new_tokens=4, batch_size=5)  # no long shared prefix
+    assert computed[-1] == (0, None) and len(short.texts) == 5

@@ -80,9 +80,14 @@ def test_notebook_03_parameters_are_the_recipe_for_the_machine(gpu, monkeypatch)
     space: dict = {}
     exec(params.source, space)
     settings = recipe.course_settings(on_gpu=gpu)
+    assert space["CPU_STEPS"] == recipe.CPU_STEPS
+    if not gpu:  # None: the steps of CPU_STEPS for the language, resolved in the next cell
+        assert space["MAX_STEPS"] is None
+        space["MAX_STEPS"] = space["CPU_STEPS"]["en"]
     assert (space["MAX_STEPS"], space["EPOCHS"], space["LEARNING_RATE"], space["LORA_DROPOUT"], space["FOCUS"]) == (
         settings["max_steps"], settings["num_train_epochs"], settings["learning_rate"], settings["lora_dropout"],
         settings["focus"])
+    assert space["METHOD"] == recipe.course_method(on_gpu=gpu) == ("qlora" if gpu else "lora")
     assert (space["R"], space["LORA_ALPHA"], space["TARGET_MODULES"], space["BATCH"], space["MAX_LENGTH"]) == (
         recipe.R, recipe.LORA_ALPHA_PER_R * recipe.R, recipe.TARGET_MODULES, recipe.BATCH, recipe.MAX_LENGTH)
 
@@ -98,6 +103,11 @@ def test_notebook_03_builds_the_three_configs_as_the_recipe_does(tmp_path, monke
     configs = next(c for c in cells if "SFTConfig(" in c.source)
     space: dict = {"env": env, "train": train}
     exec(params.source, space)
+    space["MAX_STEPS"] = space["MAX_STEPS"] or space["CPU_STEPS"][space["LANG"]]  # as the next cell resolves it
+    lora_only = space | {"METHOD": "lora"}
+    exec(configs.source, lora_only)
+    assert lora_only["bnb_config"] is None  # LoRA loads the base without a BitsAndBytesConfig
+    space["METHOD"] = "qlora"
     exec(configs.source, space)
     assert space["bnb_config"].to_dict() == recipe.bnb_config().to_dict()
     assert space["lora_config"].to_dict() == recipe.lora_config(

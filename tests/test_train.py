@@ -80,6 +80,9 @@ def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path)
     assert saved["training seconds"] == pytest.approx(result.seconds, abs=0.1)
     assert saved["steps"] == result.history["step"].max()
     assert 0 < result.seconds < result.wall_seconds and result.tokens_per_second > 0
+    pd.testing.assert_frame_equal(train.saved_history(result.adapter_path), result.history, check_dtype=False)
+    with pytest.raises(FileNotFoundError, match="train it again"):
+        train.saved_history(tmp_path)
 
 
 def prepared_rows(tiny, rows, max_length):
@@ -239,6 +242,8 @@ def test_course_settings_follow_the_machine():
     assert cpu["focus"] == recipe.CPU_FOCUS and cpu["max_steps"] > 0 and cpu["learning_rate"] > gpu["learning_rate"]
     assert gpu["focus"] is None and gpu["max_steps"] == -1 and gpu["num_train_epochs"] == 3  # every intent, 3 passes
     assert cpu["lora_dropout"] == 0 < gpu["lora_dropout"]  # dropout masks cost 15% of a CPU step (bench/step_flops.py)
+    ja = recipe.course_settings(on_gpu=False, lang="ja")
+    assert ja["max_steps"] == cpu["max_steps"] // 2 and recipe.course_settings(on_gpu=True, lang="ja") == gpu
 
 
 def test_estimate_measure_and_train_read_one_set_of_defaults(small, tmp_path):
@@ -297,7 +302,7 @@ def test_course_adapter_trains_only_when_missing(small, tmp_path, monkeypatch, c
     from ftlib import env
 
     monkeypatch.setattr(env, "runs_dir", lambda: tmp_path)
-    monkeypatch.setattr(recipe, "course_settings", lambda: {
+    monkeypatch.setattr(recipe, "course_settings", lambda **_: {
         "focus": ("pricing",), "max_steps": 1, "learning_rate": 1e-3, "lora_dropout": 0.0,
         "per_device_train_batch_size": 2, "max_length": 192, "eval_steps": 1})
     adapter = train.course_adapter("tiny-random", "lora", "en")
@@ -396,14 +401,14 @@ def test_a_non_finite_loss_stops_training_with_its_cause_and_remedy(small, tmp_p
 def test_later_notebooks_take_the_model_and_method_notebook_03_trained(monkeypatch, tmp_path):
     monkeypatch.setattr(train.env, "runs_dir", lambda: tmp_path)
     said = []
-    assert train.as_in_03(None, None, "ja", log=said.append) == ("auto", "qlora")  # 03 has not run here
+    assert train.as_in_03(None, None, "ja", log=said.append) == ("auto", "lora")  # not run here: LoRA on a CPU
     assert "has not trained for ja:course data" in said[-1]
     train.remember("tinyswallow-1.5b", "lora", "ja")
     train.remember("smollm2-135m", "qlora", "en", "my/faq.csv")
     assert train.as_in_03(None, None, "ja", log=said.append) == ("tinyswallow-1.5b", "lora")
     assert said[-1].startswith("as notebook 03 trained") and "tinyswallow-1.5b" in said[-1]
     assert train.as_in_03("qwen2.5-1.5b", None, "ja", log=said.append) == ("qwen2.5-1.5b", "lora")  # yours wins
-    assert train.as_in_03(None, None, "en", "other/questions.csv", log=said.append) == ("auto", "qlora")  # other data
+    assert train.as_in_03(None, None, "en", "other/questions.csv", log=said.append) == ("auto", "lora")  # other data
     assert train.as_in_03(None, None, "en", "my/faq.csv", log=said.append) == ("smollm2-135m", "qlora")
     train.remember("auto", "qlora", "en")  # kept as "auto" resolved here: another GPU would resolve it otherwise
     assert train.as_in_03(None, None, "en", log=said.append) == (train.model_name("auto", "en"), "qlora")
