@@ -1,4 +1,5 @@
-"""Generation for evaluation and chat: batched, left-padded, chat-templated, stopping at EOS (notebooks 03, 04).
+"""Generation for evaluation and chat: batched, left-padded, chat-templated, stopping at EOS, a prefix every prompt
+shares computed once (notebooks 03, 04, 05).
 
 Evaluation generates in its own loop, never inside the Trainer, so logits of a whole validation set
 never pile up in memory. Every call is timed: tokens per second, time to first token, and each answer's

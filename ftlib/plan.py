@@ -163,7 +163,7 @@ def _steps(number: str, nb: _Notebook) -> None:
         nb.train("train.train", method, length, p["BATCH"])
         nb.generate("answer after training", p.get("EVAL_BATCH", 8), PROMPT + p["MAX_NEW_TOKENS"], qlora)
         if number == "03":
-            nb.train("overfitting and early-stopping demos", "lora", length, 2)
+            nb.train("the overfitting demo, with early stopping", "lora", length, 2)
         else:
             nb.load("export.merge: the base in 16 bits", keep=False)
     elif number == "04":
