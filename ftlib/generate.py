@@ -170,8 +170,8 @@ def generate(model, tokenizer, prompts: list, max_new_tokens: int = 64, batch_si
     the same SHARED_PREFIX_MIN tokens or more (notebook 05's engineered prompt: instructions, fact sheet,
     examples), that prefix is computed once and its cache reused (`shared_prefix=False` computes it per
     prompt; the answers are the same). Greedy by default, so answers are repeatable; `do_sample=True` with
-    `temperature`/`top_p` samples. Each batch is timed: time to first token and each answer's latency. Taught
-    in notebooks 03, 04 and 05.
+    `temperature`/`top_p` samples. Each batch is timed: time to first token and each answer's latency.
+    Taught in notebooks 03, 04 and 05.
     """
     from tqdm.auto import tqdm
 
