@@ -155,7 +155,7 @@ def course_method(on_gpu: bool | None = None) -> str:
 
     QLoRA is for memory: it fits a model's frozen base into a GPU's memory in 4 bits. A CPU has the memory (the
     135M model takes 0.5 GiB in fp32) and bitsandbytes has no fast 4-bit kernels for it: each layer's weights are
-    unpacked at every token, and generation ran 1.6x slower in 4 bits than in fp32 (bench/generation.py). On a
+    unpacked at every token, and generation ran 1.5x slower in 4 bits than in fp32 (bench/generation.py). On a
     CPU the course trains LoRA on the fp32 base; notebook 02 measures QLoRA's memory on both. Taught in notebook 03.
     """
     on_gpu = env.device() == "cuda" if on_gpu is None else on_gpu
