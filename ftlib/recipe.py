@@ -34,8 +34,8 @@ SFT_DEFAULTS = {
     "eval_strategy": "steps", "eval_steps": EVAL_STEPS, "eval_on_start": True, "save_strategy": "steps",
     "save_total_limit": 2, "metric_for_best_model": "eval_loss", "greater_is_better": False, "logging_steps": 1,
 }
-CPU_STEPS = {"en": 30, "ja": 15}  # notebook 03's steps on a CPU: a Japanese row is about twice the tokens of its
-# English twin on SmolLM2's byte-level tokenizer, so half the steps train about as many tokens in about the same time
+CPU_STEPS = {"en": 30, "ja": 15}  # notebook 03's steps on a CPU: a Japanese step is about 3x an English one's tokens
+# on SmolLM2's byte-level tokenizer (1,670 vs 568 measured): half the steps still train 1.5x the tokens (bench/README)
 CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
 
 
@@ -131,7 +131,7 @@ def show(*configs):
 def course_settings(on_gpu: bool | None = None, lang: str = "en") -> dict:
     """How long and how fast notebook 03 trains on this machine, in this language.
 
-    On a CPU: 30 steps (CPU_STEPS: 15 in Japanese, whose rows are twice the tokens) of 8 rows at 3e-3 over the
+    On a CPU: 30 steps (CPU_STEPS: 15 in Japanese, whose rows are 3x the tokens) of 8 rows at 3e-3 over the
     two intents whose facts recur most (CPU_FOCUS), without dropout (its masks cost 15% of a CPU step and 30 steps
     are too few to overfit): about four passes over those 59 rows, three minutes, and the share of facts in held-out
     answers rose from 0.01 to 0.54 with LoRA (bench/README, claims).
