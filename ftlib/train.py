@@ -82,16 +82,33 @@ class LengthBuckets(torch.utils.data.Sampler):
         yield from order[full:]
 
 
+def score_labelled_positions_only() -> None:
+    """Make TRL's fused LM head score only the positions that have a label, on every device, as it does on a GPU.
+
+    TRL computes SFT's loss with a chunked LM head (the full logits are never built). Where Triton runs (CUDA) it
+    projects only the positions with a label; elsewhere it projects every position, prompt and padding included, so
+    that shapes stay fixed for compilers that recompile per shape (Neuron). On a CPU nothing recompiles, and with
+    completion-only loss most positions have no label: the course's 6-step run trained in half the time, with the
+    same losses to the last digit (bench/training.py, tests/test_train.py). TRL reads `_use_triton` there only to
+    make this choice. Used by CourseSFTTrainer (notebook 03).
+    """
+    import trl.trainer.utils as trl_utils
+
+    trl_utils._use_triton = lambda device: True
+
+
 class CourseSFTTrainer(SFTTrainer):
-    """TRL's SFTTrainer with three additions: batches of near-equal length (LengthBuckets) where the config asks for
-    group_by_length, a count of the tokens it trains on (all of them and the non-padding ones), and trainable weights
-    kept in fp32 where TRL would cast a 4-bit model's adapters to bf16 (no fast bf16 on a T4 or a CPU).
+    """TRL's SFTTrainer with four additions: batches of near-equal length (LengthBuckets) where the config asks for
+    group_by_length, a count of the tokens it trains on (all of them and the non-padding ones), trainable weights
+    kept in fp32 where TRL would cast a 4-bit model's adapters to bf16 (no fast bf16 on a T4 or a CPU), and the loss
+    scored on labelled positions only on a CPU too (score_labelled_positions_only).
 
     Tokens are counted in `training_step`, which runs once per trained batch: evaluation batches and the batch the
     data loader builds ahead are never counted. Taught in notebook 03.
     """
 
     def __init__(self, *args, **kwargs):
+        score_labelled_positions_only()
         super().__init__(*args, **kwargs)
         self.tokens = self.real = 0
         if models.is_quantized(self.model) and not self.args.bf16:  # TRL casts a 4-bit model's adapters to bf16

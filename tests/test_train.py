@@ -85,6 +85,44 @@ def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path)
         train.saved_history(tmp_path)
 
 
+def test_the_loss_is_scored_on_labelled_positions_only_with_the_same_value(monkeypatch):
+    """TRL's fused LM head projects every position off CUDA unless told; the course's trainer tells it to project the
+    labelled ones only (score_labelled_positions_only): the same loss and gradients from fewer positions."""
+    import trl.trainer.utils as trl_utils
+
+    projected, original = [], trl_utils._ChunkedLogProbFunction
+
+    class Counting(original):
+        @staticmethod
+        def forward(ctx, hidden, *args):
+            projected.append(hidden.shape[0])
+            return original.forward(ctx, hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # TRL's own choice; restored afterwards
+    torch.manual_seed(0)
+    model, _ = recipe.prepare("tiny-random", "lora", recipe.lora_config(r=4, lora_dropout=0.0))  # no random masks
+    trl_utils.add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(3, model.config.vocab_size, (2, 12))
+    labels = ids.clone()
+    labels[:, :8] = -100  # the prompt: no loss
+
+    def loss_and_grads():
+        model.zero_grad()
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
+        (-out.log_probs.sum() / out.label_mask.sum()).backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    every, every_grads = loss_and_grads()
+    train.score_labelled_positions_only()
+    labelled, labelled_grads = loss_and_grads()
+    assert projected == [2 * 11, 2 * 4]  # every shifted position, then only those with a label
+    for field in ("log_probs", "entropy", "is_top1", "label_mask"):
+        torch.testing.assert_close(getattr(labelled, field), getattr(every, field))
+    for a, b in zip(labelled_grads, every_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def prepared_rows(tiny, rows, max_length):
     """`rows` as TRL prepares them for training (chat template, labels, cut to max_length)."""
     from trl import SFTTrainer
