@@ -1,7 +1,7 @@
 """The seeds' claims measured (issue 14, item 3): cleaned rows vs the raw export, and full fine-tuning vs LoRA vs
 QLoRA, at equal steps on the CPU default model, with n and 95% intervals on every number.
 
-Run: .venv/bin/python bench/claims.py [--lang en] [--steps 30] [--seed 0] [--full-lr 1e-4] [--model auto] [--resume]
+Run: .venv/bin/python bench/claims.py [--lang en] [--steps 20] [--seed 0] [--full-lr 1e-4] [--model auto] [--resume]
 
 Every arm trains the CPU course settings (recipe.course_settings(on_gpu=False): the two CPU_FOCUS intents, batch 8,
 LoRA and QLoRA at 3e-3) for the same steps and seed; full fine-tuning at --full-lr. All arms answer the same
@@ -23,7 +23,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lang", default="en", choices=["en", "ja"])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="default: notebook 03's CPU steps (recipe.CPU_STEPS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--full-lr", type=float, default=claims.FULL_LEARNING_RATE)
     parser.add_argument("--model", default="auto")

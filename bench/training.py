@@ -24,7 +24,9 @@ Targets (P1): ftlib >= 1.15x TRL's defaults and >= 1.5x the naive loop in non-pa
 - --alternatives: ftlib's path with the two other ways to cut padding, for comparison: transformers' own
   group_by_length sampler (LengthGroupedSampler, what ftlib used before), and TRL's padding-free collator
   (the rows of a batch laid end to end as one sequence; position_ids keep them apart in attention); and TRL's
-  defaults with bf16=False, with gradient_checkpointing=False and with both, to split the ratio into its causes.
+  defaults with bf16=False, with gradient_checkpointing=False and with both, to split the ratio into its causes;
+  and ftlib's path with the loss scored at every position, TRL's own choice off CUDA (the TRL arms run with it too:
+  ftlib.train.score_labelled_positions_only changes it in this process).
 
 What is timed, the same way for all: ftlib.train.StepClock, the seconds inside training steps (collation, forward,
 backward, optimizer, logging), evaluations and checkpoint saves left out; step 1 counts. A first ftlib run, not
@@ -50,6 +52,7 @@ of the ratio applies.
 """
 
 import argparse
+import contextlib
 import gc
 import os
 import tempfile
@@ -78,10 +81,22 @@ def main() -> None:
     from transformers.trainer_pt_utils import get_length_grouped_indices
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer
+    from trl.trainer import utils as trl_utils
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from ftlib import data, models, recipe
     from ftlib import train as ft
+
+    trl_choice = trl_utils._use_triton  # TRL's own: off CUDA its fused LM head scores every position
+
+    @contextlib.contextmanager
+    def every_position_scored():
+        """TRL's own choice of the positions its fused LM head scores, whatever ftlib's trainer set."""
+        ours, trl_utils._use_triton = trl_utils._use_triton, trl_choice
+        try:
+            yield
+        finally:
+            trl_utils._use_triton = ours
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
@@ -121,6 +136,13 @@ def main() -> None:
             self.data_collator = DataCollatorForLanguageModeling(self.processing_class.pad_token_id,
                                                                  padding_free=True)
 
+    class EveryPosition(ft.CourseSFTTrainer):
+        """The loss scored at every position, prompt and padding included (TRL's choice off CUDA)."""
+
+        def train(self, *a, **kw):
+            with every_position_scored():
+                return super().train(*a, **kw)
+
     def run_ftlib(label: str, trainer_class=ft.CourseSFTTrainer) -> None:
         original, ft.CourseSFTTrainer = ft.CourseSFTTrainer, trainer_class
         try:
@@ -147,7 +169,8 @@ def main() -> None:
                                         peft_config=recipe.lora_config(), callbacks=[clock])
             trainer.remove_callback(PrinterCallback)  # its one log line at the end: output only
             start = time.perf_counter()
-            trainer.train()
+            with every_position_scored():
+                trainer.train()
         keep(label, {"s/step": clock.seconds / args.steps, "non-pad tok/s": trainer.real / clock.seconds,
                      "padding share": 1 - trainer.real / trainer.tokens, "non-pad tokens": trainer.real,
                      "wall s (with evaluations, save)": time.perf_counter() - start})
@@ -171,7 +194,8 @@ def main() -> None:
             trainer = CountedTrainer(model=model, args=targs, train_dataset=train,
                                      data_collator=default_data_collator, callbacks=[clock])
             start = time.perf_counter()
-            trainer.train()
+            with every_position_scored():
+                trainer.train()
         keep("naive", {"s/step": clock.seconds / args.steps, "non-pad tok/s": trainer.real / clock.seconds,
                        "padding share": 1 - trainer.real / trainer.tokens, "non-pad tokens": trainer.real,
                        "wall s (with evaluations, save)": time.perf_counter() - start})
@@ -208,6 +232,7 @@ def main() -> None:
     if args.alternatives:
         order += [lambda: run_ftlib("ftlib, transformers group_by_length", GroupByLength),
                   lambda: run_ftlib("ftlib, padding-free", PaddingFree),
+                  lambda: run_ftlib("ftlib, every position scored", EveryPosition),
                   lambda: run_trl("TRL defaults, fp32", bf16=False),
                   lambda: run_trl("TRL defaults, no gradient checkpointing", gradient_checkpointing=False),
                   lambda: run_trl("TRL defaults, fp32, no gradient checkpointing", bf16=False,

@@ -233,8 +233,8 @@ def run(model="auto", lang: str = "en", steps: int | None = None, seed: int = 0,
         max_new_tokens: int = 40, limit: int | None = None, file: str | Path | None = None, resume: bool = False,
         log=print) -> Claims:
     """Run the experiment: each arm of `arms` (keys of ARMS) trained on the CPU course settings (the two CPU_FOCUS
-    intents, 30 steps of 8 rows, LoRA/QLoRA at 3e-3, full fine-tuning at `full_learning_rate`) and scored on the
-    same questions: data.eval_sets of the cleaned training rows (trained facts, untrained facts) and
+    intents, CPU_STEPS["en"] steps of 8 rows, LoRA/QLoRA at 3e-3, full fine-tuning at `full_learning_rate`) and
+    scored on the same questions: data.eval_sets of the cleaned training rows (trained facts, untrained facts) and
     data.general_dataset (the first `limit` questions of each when given). model: a preset name or hub id, loaded
     afresh for each arm. file: save the run there after each arm; resume: keep the arms `file` already holds when
     it was run with the same settings (a long run cut off goes on where it stopped). Taught in notebook 02.

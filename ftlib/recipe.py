@@ -34,8 +34,9 @@ SFT_DEFAULTS = {
     "eval_strategy": "steps", "eval_steps": EVAL_STEPS, "eval_on_start": True, "save_strategy": "steps",
     "save_total_limit": 2, "metric_for_best_model": "eval_loss", "greater_is_better": False, "logging_steps": 1,
 }
-CPU_STEPS = {"en": 30, "ja": 15}  # notebook 03's steps on a CPU: a Japanese step is about 3x an English one's tokens
-# on SmolLM2's byte-level tokenizer (1,670 vs 568 measured): half the steps still train 1.5x the tokens (bench/README)
+CPU_STEPS = {"en": 20, "ja": 10}  # notebook 03's steps on a CPU: a Japanese step is about 3x an English one's tokens
+# on SmolLM2's byte-level tokenizer (1,670 vs 568 measured): half the steps still train 1.5x the tokens (bench/README).
+# 20 steps scored as 30 did (0.48 [0.37, 0.60] vs 0.50 [0.38, 0.62], n=64, 2026-12-04) in two thirds of the time.
 CPU_FOCUS = ("returns_refunds", "contact_hours")  # facts that recur most (30 days, hours, phone, e-mail)
 
 
@@ -131,10 +132,10 @@ def show(*configs):
 def course_settings(on_gpu: bool | None = None, lang: str = "en") -> dict:
     """How long and how fast notebook 03 trains on this machine, in this language.
 
-    On a CPU: 30 steps (CPU_STEPS: 15 in Japanese, whose rows are 3x the tokens) of 8 rows at 3e-3 over the
-    two intents whose facts recur most (CPU_FOCUS), without dropout (its masks cost 15% of a CPU step and 30 steps
-    are too few to overfit): about four passes over those 59 rows, three minutes, and the share of facts in held-out
-    answers rose from 0.01 to 0.54 with LoRA (bench/README, claims).
+    On a CPU: 20 steps (CPU_STEPS: 10 in Japanese, whose rows are 3x the tokens) of 8 rows at 3e-3 over the
+    two intents whose facts recur most (CPU_FOCUS), without dropout (its masks cost 15% of a CPU step and 20 steps
+    are too few to overfit): under three passes over those 59 rows, about a minute and a half, and the share of
+    facts in held-out answers rose from 0.02 to 0.48 with LoRA (n=64; bench/README, claims).
     On a GPU: three passes over the rows of every intent at 5e-4 with lora_dropout 0.05. Facts stick only when a
     model sees them more than once at a rate that moves it: one pass at 2e-4 shows each fact once at a small rate,
     so the before/after difference may not show, where three passes cost under a minute of T4 time by the FLOP

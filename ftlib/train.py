@@ -404,7 +404,7 @@ def as_in_03(model: str | None, method: str | None, lang: str = "en", data_file:
 def _how_long(model: str, method: str, lang: str, dataset, settings: dict) -> str:
     """How long course_adapter's training will take: measured on a CPU, estimated from FLOPs on a GPU."""
     if env.device() != "cuda":
-        return f"{settings['max_steps']} steps: about 2-3 min on a 2-core CPU (measured, bench/README)"
+        return f"{settings['max_steps']} steps: about 1-2 min on a 2-core CPU (measured, bench/README)"
     from ftlib import training_time
 
     name = model_name(model, lang)

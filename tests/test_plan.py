@@ -12,7 +12,7 @@ def test_parameters_are_read_as_the_machine_runs_them():
     t4 = plan.parameters(path, plan.MACHINES["t4"])
     cpu = plan.parameters(path, plan.MACHINES["cpu"])
     assert (t4["MAX_STEPS"], t4["EPOCHS"], t4["LEARNING_RATE"], t4["FOCUS"]) == (-1, 3, 5e-4, None)  # GPU: 3 passes
-    assert (cpu["MAX_STEPS"], cpu["CPU_STEPS"], cpu["LEARNING_RATE"]) == (None, {"en": 30, "ja": 15}, 3e-3)
+    assert (cpu["MAX_STEPS"], cpu["CPU_STEPS"], cpu["LEARNING_RATE"]) == (None, {"en": 20, "ja": 10}, 3e-3)
     assert (t4["METHOD"], cpu["METHOD"]) == ("qlora", "lora")  # QLoRA fits a GPU; a CPU trains LoRA
     assert t4["MODEL"] == models.FP16_DEFAULT["en"] and cpu["MODEL"] == models.CPU_DEFAULT
     assert plan.parameters(path, plan.MACHINES["a100"], {"LANG": "ja"})["MODEL"] == models.GPU_DEFAULT["ja"]
