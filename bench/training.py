@@ -197,8 +197,7 @@ def main() -> None:
             trainer = CountedTrainer(model=model, args=targs, train_dataset=train,
                                      data_collator=default_data_collator, callbacks=[clock])
             start = time.perf_counter()
-            with every_position_scored():
-                trainer.train()
+            trainer.train()
         keep("naive", {"s/step": clock.seconds / args.steps, "non-pad tok/s": trainer.real / clock.seconds,
                        "padding share": 1 - trainer.real / trainer.tokens, "non-pad tokens": trainer.real,
                        "wall s (with evaluations, save)": time.perf_counter() - start})

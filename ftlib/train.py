@@ -88,9 +88,10 @@ def score_labelled_positions_only() -> None:
     TRL computes SFT's loss with a chunked LM head (the full logits are never built). Where Triton runs (CUDA) it
     projects only the positions with a label; elsewhere it projects every position, prompt and padding included, so
     that shapes stay fixed for compilers that recompile per shape (Neuron). On a CPU nothing recompiles, and with
-    completion-only loss most positions have no label: the course's 6-step run trained in half the time, with the
-    same losses to the last digit (bench/training.py, tests/test_train.py). TRL reads `_use_triton` there only to
-    make this choice. Used by CourseSFTTrainer (notebook 03).
+    completion-only loss most positions have no label: 6 steps of notebook 03's run took half the time, with the
+    same losses to the fourth decimal (bench/README; `bench/training.py --alternatives --only "ftlib, every position
+    scored"` measures it; tests/test_train.py checks the losses and gradients). TRL reads `_use_triton` there only to
+    make this choice (CourseSFTTrainer calls it). Used by train.train (notebook 03).
     """
     import trl.trainer.utils as trl_utils
 
