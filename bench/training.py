@@ -84,13 +84,14 @@ def main() -> None:
     from transformers.trainer_pt_utils import get_length_grouped_indices
     from transformers.utils import logging as hf_logging
     from trl import SFTConfig, SFTTrainer
+    from trl.kernels import chunked_logprob
     from trl.trainer import utils as trl_utils
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     from ftlib import data, models, recipe
     from ftlib import train as ft
 
-    trl_choice = trl_utils._use_triton  # TRL's own: off CUDA its fused LM head scores every position
+    trl_choice = chunked_logprob._use_triton  # TRL's own: off CUDA its fused LM head scores every position
 
     @contextlib.contextmanager
     def every_position_scored():

@@ -88,6 +88,7 @@ def test_tiny_random_validation_loss_falls_and_adapter_is_saved(small, tmp_path)
 def test_the_loss_is_scored_on_labelled_positions_only_with_the_same_value(monkeypatch):
     """TRL's fused LM head projects every position off CUDA unless told; the course's trainer tells it to project the
     labelled ones only (score_labelled_positions_only): the same loss and gradients from fewer positions."""
+    import trl.kernels.chunked_logprob as trl_kernels
     import trl.trainer.utils as trl_utils
 
     projected, original = [], trl_utils._ChunkedLogProbFunction
@@ -99,7 +100,7 @@ def test_the_loss_is_scored_on_labelled_positions_only_with_the_same_value(monke
             return original.forward(ctx, hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Counting)
-    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # TRL's own choice; restored afterwards
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_kernels._use_triton)  # TRL's own choice, whatever ran before
     torch.manual_seed(0)
     model, _ = recipe.prepare("tiny-random", "lora", recipe.lora_config(r=4, lora_dropout=0.0))  # no random masks
     trl_utils.add_fused_lm_head(model.get_base_model(), outputs=("log_probs", "entropy", "is_top1"))
