@@ -5,6 +5,8 @@ Run: .venv/bin/python bench/generation.py [--prompts 32] [--tokens 32]
 
 Targets (issues 6 and 9): batch 16 >= 5x faster per answer than batch 1. Also the same model loaded in 4 bits
 (NF4, as QLoRA loads it) at batch 16: why the course trains LoRA, not QLoRA, on a CPU (recipe.course_method).
+And a prefix every prompt shares (notebook 05's engineered prompt) held in a cache allocated at its final length
+against one that grows at each token.
 Greedy decoding with the same prompts and token limit everywhere; answers stop at EOS. The last line is the
 batch-16 speed-up.
 """
@@ -47,7 +49,42 @@ def main() -> None:
     nf4 = generate.generate(four_bit, tok, prompts, args.tokens, batch_size=16)
     print(f"4-bit NF4 (bitsandbytes) batch 16: {nf4.seconds_per_answer:.3f} s/answer; fp32 batch 16 is "
           f"{nf4.seconds_per_answer / table.loc[16, 's/answer']:.1f}x faster per answer")
+    shared_prefix(model, tok)
     print(f"batch 16 vs batch 1 per answer: {table.loc[16, 'speed-up per answer']:.1f}x (target >= 5x)")
+
+
+def shared_prefix(model, tok, tokens: int = 40) -> None:
+    """Notebook 05's engineered prompt on a CPU (instructions, the fact sheet of its two intents, three worked
+    examples, then the question) for its 64 questions in one batch. The prefix computed once and held in a cache
+    allocated at its final length (ftlib), the same prefix in a cache that grows by concatenation at each token
+    (transformers' DynamicCache, as ftlib did before), and no prefix sharing. The answers must be the same."""
+    import copy
+    from unittest import mock
+
+    from ftlib import data, generate, recipe, retrieval, train
+
+    focus = train.dataset_for(None, "en", 0, recipe.CPU_FOCUS)["train"]
+    questions = [row["prompt"][-1]["content"] for row in data.eval_sets(focus, "en", 0, untrained=0)["trained facts"]]
+    sheet = "\n".join(retrieval.fact_passages("en", intents=recipe.CPU_FOCUS))
+    shots = focus.shuffle(seed=0).select(range(3))
+    long = [retrieval.few_shot_messages(q, shots, sheet, "en") for q in questions[:64]]
+
+    def growing(model, prefix, shape, max_new_tokens):
+        cache = copy.deepcopy(prefix)
+        cache.batch_repeat_interleave(shape[0])
+        return cache
+
+    arms = {}
+    arms["prefix, cache at its final length"] = generate.generate(model, tok, long, tokens, batch_size=len(long))
+    with mock.patch.object(generate, "_cache_from", growing):
+        arms["prefix, growing cache"] = generate.generate(model, tok, long, tokens, batch_size=len(long))
+    arms["no shared prefix"] = generate.generate(model, tok, long, tokens, batch_size=len(long), shared_prefix=False)
+    first = next(iter(arms.values()))
+    length = round(sum(retrieval.prompt_tokens(messages, tok) for messages in long) / len(long))
+    print(f"shared prefix (prompts of {length} tokens on average, batch {len(long)}):")
+    for name, out in arms.items():
+        print(f"  {name}: {out.seconds:.1f} s, same answers: {out.texts == first.texts}")
+    print(f"cache at its final length vs growing: {arms['prefix, growing cache'].seconds / first.seconds:.1f}x")
 
 
 if __name__ == "__main__":
