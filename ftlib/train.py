@@ -83,7 +83,7 @@ class LengthBuckets(torch.utils.data.Sampler):
 
 
 def score_labelled_positions_only() -> None:
-    """Make TRL's fused LM head score only the positions that have a label, on every device, as it does on a GPU.
+    """Make TRL's fused LM head score only the positions that have a label on a CPU, as it does on a GPU.
 
     TRL computes SFT's loss with a chunked LM head (the full logits are never built). Where Triton runs (CUDA) it
     projects only the positions with a label; elsewhere it projects every position, prompt and padding included, so
@@ -91,11 +91,13 @@ def score_labelled_positions_only() -> None:
     completion-only loss most positions have no label: 6 steps of notebook 03's run took half the time, with the
     same losses to the fourth decimal (bench/README; `bench/training.py --alternatives --only "ftlib, every position
     scored"` measures it; tests/test_train.py checks the losses and gradients). TRL reads `_use_triton` there only to
-    make this choice (CourseSFTTrainer calls it). Used by train.train (notebook 03).
+    make this choice; every other device keeps TRL's own (CourseSFTTrainer calls this). Used by train.train
+    (notebook 03).
     """
     import trl.trainer.utils as trl_utils
+    from trl.kernels.chunked_logprob import _use_triton as trl_choice
 
-    trl_utils._use_triton = lambda device: True
+    trl_utils._use_triton = lambda device: device.type == "cpu" or trl_choice(device)
 
 
 class CourseSFTTrainer(SFTTrainer):

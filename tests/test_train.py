@@ -116,6 +116,8 @@ def test_the_loss_is_scored_on_labelled_positions_only_with_the_same_value(monke
 
     every, every_grads = loss_and_grads()
     train.score_labelled_positions_only()
+    for device in ("cuda", "xpu", "mps", "meta"):  # every device but a CPU keeps TRL's own choice
+        assert trl_utils._use_triton(torch.device(device)) == trl_kernels._use_triton(torch.device(device))
     labelled, labelled_grads = loss_and_grads()
     assert projected == [2 * 11, 2 * 4]  # every shifted position, then only those with a label
     for field in ("log_probs", "entropy", "is_top1", "label_mask"):
