@@ -91,8 +91,8 @@ def score_labelled_positions_only() -> None:
     completion-only loss most positions have no label: 6 steps of notebook 03's run took half the time, with the
     same losses to the fourth decimal (bench/README; `bench/training.py --alternatives --only "ftlib, every position
     scored"` measures it; tests/test_train.py checks the losses and gradients). TRL reads `_use_triton` there only to
-    make this choice; every other device keeps TRL's own (CourseSFTTrainer calls this). Used by train.train
-    (notebook 03).
+    make this choice; every other device keeps TRL's own (CourseSFTTrainer calls this).
+    Used by train.train (notebook 03).
     """
     import trl.trainer.utils as trl_utils
     from trl.kernels.chunked_logprob import _use_triton as trl_choice
